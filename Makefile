@@ -1,0 +1,45 @@
+# mia-lightning: the two fresh-machine commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: install data demo test test-fast bench clean-outputs
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# (re)install whenever pyproject.toml changes; torch/torchvision resolve to the local wheels
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist, when missing and apt-get is usable
+data:
+	@if [ ! -d $(FMNIST_DIR) ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	    (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1) || \
+	    echo "warning: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped"; \
+	  else \
+	    echo "note: $(FMNIST_DIR) missing and apt-get unusable; see README (Data) for other ways"; \
+	  fi; \
+	fi
+
+demo: install data
+	$(VENV)/bin/mia
+
+test: install data
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow"
+
+bench: install
+	$(VENV)/bin/mia-bench
+
+clean-outputs:
+	rm -rf outputs/2* outputs/multirun outputs/store

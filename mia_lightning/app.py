@@ -1,0 +1,98 @@
+"""The `mia` command: a Hydra app over `conf/config.yaml`.
+
+Errors a user can fix (bad config key, wrong file, missing dataset) are printed as one
+line, `mia: error: ...`, and exit with status 2; set MIA_DEBUG=1 for the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from mia_lightning.config.register import register
+from mia_lightning.errors import MiaError
+
+register()
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the repo's conf/ (editable install)
+
+
+def _quiet_libraries() -> None:
+    """Keep Lightning's and torch's advice out of the user's terminal; real errors still show."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*Precision.*is not supported by the model summary.*")
+    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def hydra_main(cfg: DictConfig) -> float | None:
+    from mia_lightning.pipeline import run_pipeline
+
+    _quiet_libraries()
+    try:
+        return run_pipeline(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except MiaError as error:  # exit here: Hydra would print a job banner around it
+        if _debug():
+            raise
+        print(f"mia: error: {one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _debug() -> bool:
+    return os.environ.get("MIA_DEBUG", "") not in ("", "0")
+
+
+def one_line(error: BaseException) -> str:
+    """Hydra and OmegaConf errors span several lines; the user gets them folded into one."""
+    parts = [line.strip() for line in str(error).splitlines() if line.strip()]
+    parts = [p for p in parts if not p.startswith(("Set the environment variable HYDRA_FULL_ERROR",
+                                                    "object_type=", "reference_type="))]
+    text = "; ".join(parts) or type(error).__name__
+    cause = error.__cause__
+    if cause is not None and str(cause).strip() and str(cause).splitlines()[0].strip() not in text:
+        text += f" ({one_line(cause)})"
+    return text
+
+
+def main() -> None:
+    """Console entry point."""
+    debug = _debug()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
+    try:
+        hydra_main()
+    except MiaError as error:
+        if debug:
+            raise
+        print(f"mia: error: {one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("mia: interrupted; rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:  # config composition and override errors from Hydra/OmegaConf
+        if debug or not _is_config_error(error):
+            raise
+        print(f"mia: error: {one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _is_config_error(error: BaseException) -> bool:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return isinstance(error, (HydraException, OmegaConfBaseException)) or isinstance(
+        error.__cause__, (HydraException, OmegaConfBaseException, MiaError)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Register the structured config schema with Hydra's ConfigStore (import once, before main)."""
+
+from hydra.core.config_store import ConfigStore
+
+from mia_lightning.config.schema import Config
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="config_schema", node=Config)

@@ -1,0 +1,91 @@
+"""The ResNet18 classifier LightningModule, used for the simulated target and every shadow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mia_lightning.models.resnet import Normalize, build_resnet18
+from mia_lightning.utils.seeding import derive_seed
+
+
+class ClassifierModule(L.LightningModule):
+    """ResNet18 on [0, 1] images; normalisation and augmentation happen on the device.
+
+    Augmentation randomness is derived from (seed, global_step), not a global RNG, so a
+    run resumed from `last.ckpt` continues exactly as an uninterrupted run would.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        stem: str,
+        mean: list[float],
+        std: list[float],
+        optimizer: dict[str, Any],
+        augment: dict[str, Any],
+        seed: int,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_resnet18(num_classes, stem)
+        self.normalize = Normalize(mean, std)
+        self.optimizer_cfg = dict(optimizer)
+        self.crop_padding = int(augment.get("crop_padding", 0))
+        self.flip = bool(augment.get("flip", False))
+        self.seed = seed
+        self.channels_last = channels_last
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    def forward(self, images: Tensor) -> Tensor:
+        inputs = self.normalize(images)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return self.net(inputs)
+
+    def augment(self, images: Tensor) -> Tensor:
+        if self.crop_padding == 0 and not self.flip:
+            return images
+        from mia_lightning.data.augment import random_crop_flip
+
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, "augment", self.global_step))
+        return random_crop_flip(images, self.crop_padding, self.flip, generator)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        logits = self(self.augment(images))
+        loss = F.cross_entropy(logits, labels)
+        accuracy = (logits.argmax(1) == labels).float().mean()
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log("train/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        return loss
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "to_device"):
+            datamodule.to_device(self.device)
+
+    def configure_optimizers(self) -> Any:
+        cfg = self.optimizer_cfg
+        name = cfg.get("name", "sgd")
+        params = self.parameters()
+        if name == "sgd":
+            optimizer = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9),
+                                        weight_decay=cfg.get("weight_decay", 0.0), nesterov=cfg.get("momentum", 0.9) > 0)
+        elif name == "adam":
+            optimizer = torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
+        elif name == "adamw":
+            optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
+        else:
+            raise ValueError(f"unknown optimizer {name!r}")
+        if cfg.get("scheduler", "cosine") == "none":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,74 @@
+"""Load a whole task (pub, priv, target weights, optional truth) and check it fits together."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mia_lightning.errors import MiaError
+from mia_lightning.io.safe_load import describe_path, safe_torch_load
+from mia_lightning.task.data import Task, TaskSplit
+from mia_lightning.task.fields import to_split
+from mia_lightning.task.tml25_format import load_raw
+from mia_lightning.task.weights import load_target_weights
+
+
+def read_split(path: str | os.PathLike, key: str, image_size: int = 32, resize: bool = False) -> TaskSplit:
+    """Read one TML25-format file (pub.pt / priv_out.pt) safely into a TaskSplit."""
+    where = describe_path(path, key)
+    return to_split(load_raw(path, key), where, image_size, resize)
+
+
+def read_truth(path: str | os.PathLike, priv: TaskSplit, key: str = "task.truth") -> torch.Tensor:
+    """int8 [len(priv)] membership of the private points, aligned to priv's order by id."""
+    where = describe_path(path, key)
+    obj = safe_torch_load(path, key=key)
+    if not (isinstance(obj, dict) and isinstance(obj.get("ids"), torch.Tensor) and isinstance(obj.get("membership"), torch.Tensor)):
+        raise MiaError(f"{where}: expected a dict with tensors 'ids' and 'membership'")
+    truth = dict(zip(obj["ids"].tolist(), obj["membership"].tolist()))
+    missing = [i for i in priv.ids.tolist() if i not in truth]
+    if missing:
+        raise MiaError(f"{where}: no membership for {len(missing)} private ids (first {missing[0]})")
+    values = torch.tensor([truth[i] for i in priv.ids.tolist()], dtype=torch.int8)
+    if not bool(((values == 0) | (values == 1)).all()):
+        raise MiaError(f"{where}: membership must be 0 or 1")
+    return values
+
+
+def _required(cfg: Any, key: str) -> Path:
+    value = getattr(cfg, key)
+    if not value:
+        raise MiaError(f"task.{key} is not set: pass task.{key}=path/to/file")
+    return Path(str(value)).expanduser()
+
+
+def load_task(cfg: Any, model_stem: str = "auto") -> Task:
+    """Build a Task from a `task` config whose pub/priv/target point at files."""
+    resize = bool(getattr(cfg, "resize", False))
+    pub_path, priv_path, target_path = (_required(cfg, k) for k in ("pub", "priv", "target"))
+    pub = read_split(pub_path, "task.pub", cfg.image_size, resize)
+    priv = read_split(priv_path, "task.priv", cfg.image_size, resize)
+    if not pub.membership_known:
+        raise MiaError(f"task.pub={pub_path}: every public point needs membership 0 or 1")
+    overlap = set(pub.ids.tolist()) & set(priv.ids.tolist())
+    if overlap:
+        raise MiaError(f"task.pub and task.priv share {len(overlap)} ids (e.g. {min(overlap)})")
+    state, num_classes, stem = load_target_weights(target_path, "task.target", model_stem)
+    for split, key, path in ((pub, "task.pub", pub_path), (priv, "task.priv", priv_path)):
+        top = int(split.labels.max())
+        if top >= num_classes:
+            raise MiaError(
+                f"{key}={path}: label {top} does not fit the target's {num_classes} classes "
+                f"(task.target={target_path}); are the files from the same release?"
+            )
+    truth = read_truth(Path(str(cfg.truth)).expanduser(), priv) if getattr(cfg, "truth", None) else None
+    if len(cfg.mean) != 3 or len(cfg.std) != 3 or min(cfg.std) <= 0:
+        raise MiaError("task.mean and task.std need 3 values each, std > 0")
+    return Task(
+        name=str(cfg.name), pub=pub, priv=priv, target_state=state, num_classes=num_classes, stem=stem,
+        mean=[float(m) for m in cfg.mean], std=[float(s) for s in cfg.std], truth=truth,
+        files={"pub": pub_path, "priv": priv_path, "target": target_path},
+    )

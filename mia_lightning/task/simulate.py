@@ -1,0 +1,122 @@
+"""Simulate a TML25-style task from a real dataset, with the true membership kept aside.
+
+Draw a pool from the source, train a ResNet18 target (a Lightning run) on a random part
+of it, then write the task exactly as the assignment distributes one: `pub.pt` (a
+fraction of the pool with membership), `priv_out.pt` (the rest, membership None),
+`01_MIA.pt` (the target's state_dict) — plus `truth.pt`, which only the scorer reads.
+The task directory is keyed by a hash of everything that shapes it, so every run and
+every sweep job of the same config reuses one simulated task.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from mia_lightning.errors import MiaError
+from mia_lightning.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from mia_lightning.io.locks import locked
+from mia_lightning.logits.infer import compute_logits
+from mia_lightning.logits.queries import parse_query
+from mia_lightning.models.resnet import Normalize
+from mia_lightning.shadows.fingerprint import config_hash
+from mia_lightning.task.sources import load_source
+from mia_lightning.task.tml25_format import write_task_file
+from mia_lightning.training.fit import FitSpec, fit_classifier
+from mia_lightning.utils.seeding import derive_seed
+
+FILES = {"pub": "pub.pt", "priv": "priv_out.pt", "target": "01_MIA.pt", "truth": "truth.pt"}
+
+
+def _plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+
+
+def simulation_key(task_cfg: Any, stem: str) -> dict[str, Any]:
+    """Every value that changes the simulated task's files."""
+    return {
+        "source": task_cfg.source, "pool_size": int(task_cfg.pool_size), "pub_fraction": float(task_cfg.pub_fraction),
+        "member_fraction": float(task_cfg.member_fraction), "image_size": int(task_cfg.image_size),
+        "image_format": task_cfg.image_format, "seed": int(task_cfg.seed), "stem": stem,
+        "mean": [float(v) for v in task_cfg.mean], "std": [float(v) for v in task_cfg.std],
+        "train": _plain(task_cfg.train),
+    }
+
+
+def simulated_task_dir(task_cfg: Any, stem: str, store_root: Path) -> Path:
+    return store_root / "tasks" / f"{task_cfg.source}-{config_hash(simulation_key(task_cfg, stem))}"
+
+
+def _stratified_pub(members: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """bool [pool]: pub takes `fraction` of the members and of the non-members (like TML25's 50/50 pub)."""
+    pub = torch.zeros(members.shape[0], dtype=torch.bool)
+    for value in (True, False):
+        where = (members == value).nonzero().squeeze(1)
+        chosen = where[torch.randperm(len(where), generator=generator)[: round(fraction * len(where))]]
+        pub[chosen] = True
+    return pub
+
+
+def simulate_task(task_cfg: Any, stem: str, trainer_cfg: Any, store_root: Path, channels_last: bool = True) -> Path:
+    """Create (once) and return the directory of a simulated task."""
+    task_dir = simulated_task_dir(task_cfg, stem, store_root)
+    if (task_dir / "done").is_file():
+        return task_dir
+    task_dir.mkdir(parents=True, exist_ok=True)
+    with locked(task_dir / "lock"):
+        if not (task_dir / "done").is_file():
+            _simulate_into(task_dir, task_cfg, stem, trainer_cfg, channels_last)
+    return task_dir
+
+
+def _simulate_into(task_dir: Path, task_cfg: Any, stem: str, trainer_cfg: Any, channels_last: bool) -> None:
+    for key, low, high in (("pub_fraction", 0, 1), ("member_fraction", 0, 1)):
+        value = float(getattr(task_cfg, key))
+        if not low < value < high:
+            raise MiaError(f"task.{key} must be in (0, 1), got {value}")
+    images, labels = load_source(task_cfg.source, task_cfg.data_root, task_cfg.download, task_cfg.image_size)
+    pool_size = int(task_cfg.pool_size)
+    if not 4 <= pool_size <= len(labels):
+        raise MiaError(f"task.pool_size must be in [4, {len(labels)}] for source {task_cfg.source}, got {pool_size}")
+    num_classes = int(labels.max()) + 1
+    generator = torch.Generator().manual_seed(derive_seed(task_cfg.seed, "simulate"))
+    pool = torch.randperm(len(labels), generator=generator)[:pool_size]
+    # quantise to 8 bits: what the target trains on is exactly what the PIL files hold
+    images = (images[pool] * 255).round() / 255
+    labels = labels[pool]
+    members = torch.zeros(pool_size, dtype=torch.bool)
+    members[torch.randperm(pool_size, generator=generator)[: round(float(task_cfg.member_fraction) * pool_size)]] = True
+    ids = torch.randperm(15 * pool_size, generator=generator)[:pool_size]  # non-contiguous ids, like TML25's
+
+    start = time.monotonic()
+    recipe = _plain(task_cfg.train)
+    spec = FitSpec(images=images, labels=labels, train_index=members.nonzero().squeeze(1), num_classes=num_classes,
+                   stem=stem, mean=list(task_cfg.mean), std=list(task_cfg.std), recipe=recipe,
+                   seed=derive_seed(task_cfg.seed, "target"), channels_last=channels_last)
+    net = fit_classifier(spec, task_dir / "target", trainer_cfg, "target")
+    logits = compute_logits(net, Normalize(task_cfg.mean, task_cfg.std), images, [parse_query("identity")])[:, 0]
+    correct = (logits.argmax(1) == labels).float()
+    accuracy = {"train_acc": float(correct[members].mean()), "test_acc": float(correct[~members].mean())}
+
+    pub = _stratified_pub(members, float(task_cfg.pub_fraction), generator)
+    priv = ~pub
+    fmt = task_cfg.image_format
+    write_task_file(task_dir / FILES["pub"], ids[pub].tolist(), images[pub], labels[pub].tolist(),
+                    members[pub].int().tolist(), fmt)
+    write_task_file(task_dir / FILES["priv"], ids[priv].tolist(), images[priv], labels[priv].tolist(),
+                    [None] * int(priv.sum()), fmt)
+    atomic_torch_save(task_dir / FILES["target"], {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()})
+    atomic_torch_save(task_dir / FILES["truth"], {"ids": ids[priv].clone(), "membership": members[priv].to(torch.int8)})
+    info = {
+        "source": task_cfg.source, "pool_size": pool_size, "pub": int(pub.sum()), "priv": int(priv.sum()),
+        "members": int(members.sum()), "num_classes": num_classes, "stem": stem,
+        "target": {**accuracy, "seconds": round(time.monotonic() - start, 1)},
+        "key": simulation_key(task_cfg, stem),
+    }
+    atomic_write_json(task_dir / "task.json", info)
+    atomic_write_text(task_dir / "done", json.dumps(info["target"]) + "\n")

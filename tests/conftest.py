@@ -1,0 +1,61 @@
+"""Shared fixtures: real Hydra composition, real (tiny) simulated tasks on real data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from mia_lightning.app import CONFIG_DIR
+
+REPO = Path(__file__).resolve().parent.parent
+MIA = [sys.executable, "-m", "mia_lightning.app"]
+FMNIST_PRESENT = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file()
+
+# A tiny digits task on which a ResNet18 target still learns (and overfits) in seconds.
+TINY = [
+    "task=simulate_digits", "task.pool_size=320", "task.train.epochs=12", "task.train.batch_size=32",
+    "task.train.optimizer.lr=0.05",
+    "shadow.epochs=4", "shadow.batch_size=32", "shadow.count=2",
+    "master.epochs=3", "master.depth=2", "master.width=32", "attack.rmia.num_z=100",
+    "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+]
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    """Compose the real config tree with overrides, as `mia` would."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def run_mia(*args: str, cwd: Path | None = None, env: dict | None = None, check: bool = True,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real `mia` command in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([*MIA, *args], cwd=cwd or REPO, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mia {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def session_store(tmp_path_factory) -> Path:
+    """One store for the session, so tests share the tiny simulated task and its shadows."""
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="session")
+def tiny_task_dir(session_store) -> Path:
+    """The tiny digits task, simulated once per session through the real pipeline."""
+    from mia_lightning.pipeline import run_pipeline
+
+    cfg = make_cfg(*TINY, "stage=simulate", f"store.root={session_store}")
+    run_pipeline(cfg, session_store / "run_simulate")
+    (task_dir,) = (session_store / "tasks").iterdir()
+    return task_dir

@@ -1,0 +1,39 @@
+"""The `mia` command itself: help, config printing, one-line errors."""
+
+from __future__ import annotations
+
+from conftest import run_mia
+
+
+def test_help_lists_the_config_groups():
+    out = run_mia("--help").stdout
+    for group in ("task:", "shadow:", "attack:", "master:", "trainer:", "experiment:"):
+        assert group in out
+
+
+def test_cfg_job_prints_the_composed_config():
+    out = run_mia("--cfg", "job", "experiment=digits_smoke", "shadow.count=4").stdout
+    assert "count: 4" in out and "source: digits" in out
+
+
+def test_unknown_key_fails_with_one_line():
+    proc = run_mia("shadow.cont=3", check=False)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mia: error:") and "shadow.cont" in lines[0]
+
+
+def test_wrong_type_and_range_fail_with_one_line_naming_the_key():
+    for override, key in (("shadow.count=abc", "shadow.count"), ("shadow.count=0", "shadow.count"),
+                          ("shadow.in_fraction=1.5", "shadow.in_fraction"), ("attack.names=[lira]", "attack.names"),
+                          ("shadow.count=3", "shadow.count")):
+        proc = run_mia(override, "stage=simulate", check=False)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2, (override, proc.stderr)
+        assert len(lines) == 1 and key in lines[0], (override, lines)
+
+
+def test_missing_tml25_files_fail_with_one_line(tmp_path):
+    proc = run_mia("experiment=tml25", f"store.root={tmp_path}", check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines == ["mia: error: task.pub is not set: pass task.pub=path/to/file"]
