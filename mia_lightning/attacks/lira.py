@@ -1,0 +1,183 @@
+"""LiRA (Carlini et al. 2022, "Membership inference attacks from first principles").
+
+Per point, the shadows' phi = logit-scaled true-class confidence is modelled as a
+Gaussian over the shadows that trained on the point (IN) and over those that did not
+(OUT). Online LiRA scores the target's phi by the likelihood ratio IN/OUT, offline LiRA
+by the one-sided OUT test log Phi((phi - mu_out) / s_out). Queries (augmentations) are
+independent Gaussians, so their log-terms add.
+
+With few shadows the per-point variance is noise, hence `variance=global`: one std per
+side and query, the pooled within-point std (each point keeps its own mean). Points that
+no shadow saw IN (or OUT) borrow that side's mean as the other side's mean shifted by the
+average IN-OUT gap, so every K >= 1 gives finite scores; K = 0 falls back to phi itself.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mia_lightning.attacks.signals import model_chunks, true_class_margin
+from mia_lightning.errors import MiaError
+
+VARIANCES = ("auto", "global", "per_example")
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@dataclass
+class SideFit:
+    """Gaussian fit of one side (IN or OUT): per point and query, with global fallbacks."""
+
+    count: Tensor  # int64 [N] shadows on this side
+    mean: Tensor  # float64 [N, A]; meaningless where count == 0
+    var: Tensor  # float64 [N, A] unbiased per-point variance; meaningless where count < 2
+    pooled_var: Tensor | None  # float64 [A] pooled within-point variance, None if undefined
+    global_mean: Tensor | None  # float64 [A] mean over all values on this side, None if none
+
+    @property
+    def total(self) -> int:
+        return int(self.count.sum())
+
+
+def resolve_variance(variance: str, num_shadows: int, global_below: int) -> str:
+    """`auto` means `global` below `global_below` shadows (per-point stds need many)."""
+    if variance not in VARIANCES:
+        raise MiaError(f"attack.lira.variance must be one of {VARIANCES}, got {variance!r}")
+    if variance == "auto":
+        return "global" if num_shadows < global_below else "per_example"
+    return variance
+
+
+def _pooled_var(resid2: Tensor, count: Tensor, phi: Tensor, mask: Tensor, mean: Tensor | None) -> Tensor | None:
+    """Pooled within-point variance [A]; with every point seen once on this side (K = 1,
+    2), the spread of those values across points; None with fewer than 2 values."""
+    dof = int((count - 1).clamp_min(0).sum())
+    total = int(count.sum())
+    if dof > 0:
+        return resid2.sum(0) / dof
+    if total >= 2:
+        weight = mask.to(torch.float64).unsqueeze(-1)
+        return ((phi - mean).square() * weight).sum((0, 1)) / (total - 1)
+    return None
+
+
+def fit_sides(phi: Tensor, keep: Tensor) -> tuple[SideFit, SideFit]:
+    """Gaussian fits of phi [K, N, A] over IN shadows (keep [K, N]) and over OUT shadows.
+
+    Accumulated over chunks of models, so a [64, 40000, 2] input never allocates another
+    tensor of its size.
+    """
+    num_shadows = phi.shape[0]
+    count_in = keep.sum(0)
+    count_out = num_shadows - count_in
+    sum_in = torch.zeros(phi.shape[1:], dtype=torch.float64)
+    sum_out, resid_in, resid_out = torch.zeros_like(sum_in), torch.zeros_like(sum_in), torch.zeros_like(sum_in)
+    chunks = list(model_chunks(num_shadows, sum_in.numel()))
+    for part in chunks:  # each side summed on its own: no cancellation between sides
+        inside = keep[part].unsqueeze(-1)
+        sum_in += (phi[part] * inside).sum(0)
+        sum_out += (phi[part] * ~inside).sum(0)
+    mean_in = sum_in / count_in.clamp_min(1).unsqueeze(-1)
+    mean_out = sum_out / count_out.clamp_min(1).unsqueeze(-1)
+    for part in chunks:
+        inside = keep[part].unsqueeze(-1)
+        d2 = (phi[part] - torch.where(inside, mean_in, mean_out)).square_()
+        resid_in += (d2 * inside).sum(0)
+        resid_out += (d2 * ~inside).sum(0)
+    fits = []
+    for count, total_sum, mean, resid2, mask in ((count_in, sum_in, mean_in, resid_in, keep),
+                                                 (count_out, sum_out, mean_out, resid_out, ~keep)):
+        total = int(count.sum())
+        global_mean = total_sum.sum(0) / total if total else None
+        var = resid2 / (count - 1).clamp_min(1).unsqueeze(-1)
+        pooled = _pooled_var(resid2, count, phi, mask, global_mean)
+        fits.append(SideFit(count=count, mean=mean, var=var, pooled_var=pooled, global_mean=global_mean))
+    return fits[0], fits[1]
+
+
+def _mean_gap(inn: SideFit, out: SideFit) -> Tensor:
+    """Average mu_in - mu_out per query: over points seen on both sides, else over all values."""
+    both = (inn.count > 0) & (out.count > 0)
+    if both.any():
+        return (inn.mean[both] - out.mean[both]).mean(0)
+    return inn.global_mean - out.global_mean
+
+
+def _side_std(side: SideFit, other: SideFit, per_example: bool, min_std: float) -> Tensor:
+    """Std per point and query [N, A] (or [A] when global), clamped to >= min_std."""
+    pooled = side.pooled_var if side.pooled_var is not None else other.pooled_var
+    if pooled is None:
+        pooled = torch.ones_like(side.mean[0])
+    std = pooled.sqrt()
+    if per_example:
+        own = side.count >= 2
+        std = torch.where(own.unsqueeze(-1), side.var.sqrt(), std.expand_as(side.var))
+    return std.clamp_min(min_std)
+
+
+def _gaussian_logpdf(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    return -0.5 * ((x - mean) / std).square() - std.log() - _HALF_LOG_2PI
+
+
+def _one_sided(target_phi: Tensor, side: SideFit, other: SideFit, per_example: bool, min_std: float) -> Tensor:
+    """sum_a log Phi((phi - mu) / s) with the side's own per-point mean (all points have one)."""
+    std = _side_std(side, other, per_example, min_std)
+    return torch.special.log_ndtr((target_phi - side.mean) / std).sum(-1)
+
+
+def lira_from_phi(target_phi: Tensor, shadow_phi: Tensor, keep: Tensor, *, online: bool, variance: str = "auto",
+                  global_below: int = 64, min_std: float = 1e-3,
+                  fits: tuple[SideFit, SideFit] | None = None) -> tuple[Tensor, dict[str, Any]]:
+    """LiRA scores float64 [N] from phi (target [N, A], shadows [K, N, A]) and keep [K, N].
+
+    `fits` = fit_sides(shadow_phi, keep), when the caller already has them.
+    """
+    num_shadows = int(shadow_phi.shape[0])
+    mode = resolve_variance(variance, num_shadows, global_below)
+    per_example = mode == "per_example"
+    notes: dict[str, Any] = {"variance": mode, "shadows": num_shadows}
+    if num_shadows == 0:
+        notes["fallback"] = "no shadows: score = phi of the target"
+        return target_phi.sum(-1), notes
+    inn, out = fits if fits is not None else fit_sides(shadow_phi, keep)
+    notes["no_in_points"] = int((inn.count == 0).sum())
+    notes["no_out_points"] = int((out.count == 0).sum())
+    if out.total == 0:  # every shadow trained on every point: only the IN side exists
+        notes["fallback"] = "no OUT shadow anywhere: one-sided test against IN"
+        return _one_sided(target_phi, inn, out, per_example, min_std), notes
+    if inn.total == 0:
+        if online:
+            notes["fallback"] = "no IN shadow anywhere: offline test"
+        return _one_sided(target_phi, out, inn, per_example, min_std), notes
+    gap = _mean_gap(inn, out)
+    has_in, has_out = (inn.count > 0).unsqueeze(-1), (out.count > 0).unsqueeze(-1)
+    mu_in = torch.where(has_in, inn.mean, out.mean + gap)
+    mu_out = torch.where(has_out, out.mean, inn.mean - gap)
+    std_out = _side_std(out, inn, per_example, min_std)
+    if not per_example:
+        notes["std_out"] = [float(v) for v in std_out]
+    if not online:
+        return torch.special.log_ndtr((target_phi - mu_out) / std_out).sum(-1), notes
+    std_in = _side_std(inn, out, per_example, min_std)
+    if not per_example:
+        notes["std_in"] = [float(v) for v in std_in]
+    llr = _gaussian_logpdf(target_phi, mu_in, std_in) - _gaussian_logpdf(target_phi, mu_out, std_out)
+    return llr.sum(-1), notes
+
+
+def lira_online(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Tensor, *,
+                variance: str = "auto", global_below: int = 64, min_std: float = 1e-3) -> Tensor:
+    """Online LiRA: sum over queries of log N(phi; IN) - log N(phi; OUT), float64 [N]."""
+    return lira_from_phi(true_class_margin(target_logits, labels), true_class_margin(shadow_logits, labels), keep,
+                         online=True, variance=variance, global_below=global_below, min_std=min_std)[0]
+
+
+def lira_offline(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Tensor, *,
+                 variance: str = "auto", global_below: int = 64, min_std: float = 1e-3) -> Tensor:
+    """Offline LiRA: sum over queries of log Phi((phi - mu_out) / s_out), float64 [N]."""
+    return lira_from_phi(true_class_margin(target_logits, labels), true_class_margin(shadow_logits, labels), keep,
+                         online=False, variance=variance, global_below=global_below, min_std=min_std)[0]

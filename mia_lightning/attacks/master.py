@@ -1,0 +1,162 @@
+"""The master attack: train the MLP of models/master.py on confidence features, score points.
+
+labels="shadow": rows are (shadow, point) pairs labelled by the keep mask, and the model
+scores the target's rows; it never sees target membership, so its pub metrics are honest.
+labels="target_pub" (the seed's variant): rows are the target on pub points labelled by
+pub's membership. Each pub point is then scored by a model trained on the other folds
+(cross-fitting), priv points by a model trained on all of pub.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import Tensor
+
+from mia_lightning.data.features import FeatureDataModule, build_features, check_features, shadow_table
+from mia_lightning.errors import MiaError
+from mia_lightning.models.master import MasterMLP, hidden_widths
+from mia_lightning.utils.seeding import derive_seed
+
+LABEL_MODES = ("shadow", "target_pub")
+
+
+def _single_device(devices: Any) -> Any:
+    """One device of the configured ones: a small MLP gains nothing from DDP, which would
+    also re-launch the whole script under Hydra."""
+    if isinstance(devices, (int, str)) or devices is None:
+        return 1
+    chosen = list(devices)[:1]  # an explicit device list (list or ListConfig): keep its first
+    return [int(chosen[0])] if chosen else 1
+
+
+def build_trainer(trainer_cfg: Any, epochs: int, log_dir: Path | None, version: str) -> L.Trainer:
+    """A deterministic, checkpoint-free Trainer from the `trainer` config group."""
+    logger: Any = False
+    if log_dir is not None:
+        logger = TensorBoardLogger(save_dir=str(log_dir), name="master", version=version, default_hp_metric=False)
+    return L.Trainer(
+        accelerator=getattr(trainer_cfg, "accelerator", "cpu"),
+        devices=_single_device(getattr(trainer_cfg, "devices", 1)),
+        precision=getattr(trainer_cfg, "precision", "32-true"),
+        enable_progress_bar=bool(getattr(trainer_cfg, "enable_progress_bar", True)),
+        log_every_n_steps=int(getattr(trainer_cfg, "log_every_n_steps", 10)),
+        logger=logger,
+        max_epochs=int(epochs),
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        deterministic=True,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=str(log_dir) if log_dir is not None else None,
+    )
+
+
+def fit_master(features: Tensor, targets: Tensor, master: Any, trainer_cfg: Any, seed: int,
+               log_dir: Path | None = None, version: str = "all") -> MasterMLP:
+    """Train one MasterMLP on a feature table; the same (seed, version) gives the same weights."""
+    run_seed = derive_seed(seed, "master", version) % 2**32
+    L.seed_everything(run_seed, workers=False, verbose=False)
+    mean, std = MasterMLP.standardizer(features)
+    model = MasterMLP(features.shape[1], hidden_widths(master), lr=float(master.lr),
+                      weight_decay=float(master.weight_decay), feature_mean=mean, feature_std=std)
+    datamodule = FeatureDataModule(features, targets, int(master.batch_size), run_seed)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    try:
+        trainer = build_trainer(trainer_cfg, int(master.epochs), log_dir, version)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            trainer.fit(model, datamodule=datamodule)
+    finally:  # Trainer(deterministic=True) flips process-wide state: put it back
+        torch.use_deterministic_algorithms(was_deterministic, warn_only=warn_only)
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    return model.cpu()
+
+
+def assign_folds(known_membership: Tensor, folds: int, seed: int) -> Tensor:
+    """Fold id per point (-1 for unknown points), stratified by membership, seeded."""
+    fold = torch.full(known_membership.shape, -1, dtype=torch.int64)
+    generator = torch.Generator().manual_seed(derive_seed(seed, "master", "folds"))
+    offset = 0
+    for label in (0, 1):
+        index = torch.nonzero(known_membership == label).flatten()
+        index = index[torch.randperm(index.numel(), generator=generator)]
+        fold[index] = (torch.arange(index.numel()) + offset) % folds
+        offset += index.numel()
+    return fold
+
+
+def _shadow_mode(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Tensor, names: list[str],
+                 master: Any, trainer_cfg: Any, seed: int, log_dir: Path | None) -> tuple[Tensor, dict[str, Any]]:
+    if keep.shape[0] == 0 or keep.all() or not keep.any():
+        raise MiaError("master.labels=shadow needs shadows with both IN and OUT points (shadow.count >= 1); "
+                       "use master.labels=target_pub or drop `master` from attack.names")
+    max_samples = int(getattr(master, "max_samples", 200000))
+    features, targets = shadow_table(shadow_logits, keep, labels, names, max_samples, seed)
+    model = fit_master(features, targets, master, trainer_cfg, seed, log_dir, version="shadow")
+    scores = model.member_logit(build_features(target_logits, labels, names))
+    return scores, {"train_rows": int(targets.numel())}
+
+
+def _target_pub_mode(target_logits: Tensor, labels: Tensor, known_membership: Tensor, names: list[str],
+                     master: Any, trainer_cfg: Any, seed: int, log_dir: Path | None) -> tuple[Tensor, dict[str, Any]]:
+    folds = int(getattr(master, "folds", 5))
+    known = known_membership >= 0
+    members = int((known_membership == 1).sum())
+    if members == 0 or members == int(known.sum()):
+        raise MiaError("master.labels=target_pub needs known members and known non-members in pub")
+    if folds < 2 or folds > int(known.sum()):
+        raise MiaError(f"master.folds must be in [2, number of known points = {int(known.sum())}], got {folds}")
+    fold = assign_folds(known_membership, folds, seed)
+    features = build_features(target_logits, labels, names)
+    targets = known_membership.long()
+    scores = torch.zeros(features.shape[0], dtype=torch.float64)
+    for f in range(folds):
+        test = fold == f
+        train = known & ~test
+        model = fit_master(features[train], targets[train], master, trainer_cfg, seed, log_dir, version=f"fold{f}")
+        scores[test] = model.member_logit(features[test])
+    unknown = ~known
+    if unknown.any():
+        model = fit_master(features[known], targets[known], master, trainer_cfg, seed, log_dir, version="all")
+        scores[unknown] = model.member_logit(features[unknown])
+    sizes = [int((fold == f).sum()) for f in range(folds)]
+    return scores, {"folds": folds, "fold_sizes": sizes, "train_rows": int(known.sum())}
+
+
+def master_attack(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Tensor,
+                  known_membership: Tensor, *, master: Any, trainer: Any, seed: int,
+                  log_dir: Path | None = None) -> tuple[Tensor, bool, dict[str, Any]]:
+    """(scores float64 [N], held_out, notes) for either label mode."""
+    names = check_features(master.features)
+    mode = str(getattr(master, "labels", "shadow"))
+    notes: dict[str, Any] = {"labels": mode, "features": names, "widths": hidden_widths(master)}
+    if mode == "shadow":
+        scores, extra = _shadow_mode(target_logits, shadow_logits, keep, labels, names, master, trainer, seed, log_dir)
+        held_out = False
+    elif mode == "target_pub":
+        scores, extra = _target_pub_mode(target_logits, labels, known_membership, names, master, trainer, seed,
+                                         log_dir)
+        held_out = True
+    else:
+        raise MiaError(f"master.labels must be one of {LABEL_MODES}, got {mode!r}")
+    notes.update(extra)
+    notes["input_dim"] = int(build_features(target_logits[:1], labels[:1], names).shape[1]) if labels.numel() else 0
+    return scores, held_out, notes
+
+
+def master_scores(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Tensor, *,
+                  known_membership: Tensor, master: Any, trainer: Any, seed: int = 0,
+                  log_dir: Path | None = None) -> Tensor:
+    """The master attack as a plain scoring function, float64 [N]."""
+    return master_attack(target_logits, shadow_logits, keep, labels, known_membership, master=master,
+                         trainer=trainer, seed=seed, log_dir=log_dir)[0]

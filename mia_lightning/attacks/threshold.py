@@ -1,0 +1,31 @@
+"""The two reference-free baselines: the target's confidence and its loss.
+
+They need no shadows at all, so they are the floor every calibrated attack must beat,
+and the only attacks that run when K = 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from mia_lightning.attacks.signals import max_confidence, true_class_log_prob
+
+
+def threshold_scores(target_logits: Tensor, shadow_logits: Tensor | None = None, keep: Tensor | None = None,
+                     labels: Tensor | None = None) -> Tensor:
+    """Max softmax confidence of the target on the identity query, float64 [N]."""
+    return max_confidence(target_logits[:, 0])
+
+
+def threshold_attack(target_logits: Tensor, *, tau: float) -> tuple[Tensor, dict[str, Any]]:
+    """Scores plus the hard decision `member iff confidence >= tau`, summarised in notes."""
+    scores = threshold_scores(target_logits)
+    over = float((scores >= tau).double().mean()) if scores.numel() else 0.0
+    return scores, {"tau": float(tau), "fraction_over_tau": over}
+
+
+def loss_scores(target_logits: Tensor, shadow_logits: Tensor | None, keep: Tensor | None, labels: Tensor) -> Tensor:
+    """Minus the target's cross-entropy on the true label (Yeom et al.), float64 [N]."""
+    return true_class_log_prob(target_logits[:, :1], labels)[:, 0]

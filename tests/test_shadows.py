@@ -1,0 +1,142 @@
+"""Shadow models in the store: trained once, resumable after SIGKILL, keyed by recipe."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import MIA, REPO, TINY, make_cfg, run_mia
+from mia_lightning.data.augment import mirror_images
+from mia_lightning.io.safe_load import safe_torch_load
+from mia_lightning.logits.infer import compute_logits
+from mia_lightning.logits.logits_file import read_logits
+from mia_lightning.logits.queries import parse_queries
+from mia_lightning.models.resnet import Normalize, build_resnet18
+from mia_lightning.pipeline import obtain_task, run_pipeline
+
+
+def entry_dirs(store: Path) -> list[Path]:
+    """Shadow store entries (<fingerprint>/<recipe-hash>) under a store root."""
+    return sorted(p.parent for p in store.glob("*/*/recipe.json"))
+
+
+def fit_starts(shadow_dir: Path) -> list[dict]:
+    path = shadow_dir / "history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+@pytest.fixture(scope="module")
+def shadow_store(tiny_task_dir, tmp_path_factory) -> Path:
+    """A store holding the tiny task (copied) and its two trained shadows."""
+    store = tmp_path_factory.mktemp("shadow_store")
+    shutil.copytree(tiny_task_dir.parent, store / "tasks")
+    run_pipeline(make_cfg(*TINY, "stage=shadows", f"store.root={store}"), store / "run1")
+    return store
+
+
+def test_shadows_are_trained_once_with_logits_and_done_markers(shadow_store):
+    (entry,) = entry_dirs(shadow_store)
+    keep = safe_torch_load(entry / "keep.pt")
+    assert keep.shape == (2, 320) and (keep.sum(0) == 1).all()
+    for index in range(2):
+        shadow = entry / f"shadow_{index:03d}"
+        for name in ("done", "weights.pt", "logits.pt", "summary.json", "checkpoints/last.ckpt"):
+            assert (shadow / name).is_file(), name
+        logits = read_logits(shadow / "logits.pt", 320)
+        assert list(logits) == ["identity", "mirror"]
+        assert logits["identity"].shape == (320, 10) and logits["identity"].dtype == torch.float32
+        assert len(fit_starts(shadow)) == 1
+        assert list((shadow / "tb").glob("events.out.tfevents.*"))
+    # a second run trains nothing
+    run_pipeline(make_cfg(*TINY, "stage=shadows", f"store.root={shadow_store}"), shadow_store / "run2")
+    assert [len(fit_starts(entry / f"shadow_{i:03d}")) for i in range(2)] == [1, 1]
+
+
+def test_mirror_query_equals_logits_of_flipped_images(shadow_store):
+    (entry,) = entry_dirs(shadow_store)
+    cfg = make_cfg(*TINY, f"store.root={shadow_store}")
+    task = obtain_task(cfg)
+    net = build_resnet18(task.num_classes, task.stem)
+    net.load_state_dict(safe_torch_load(entry / "shadow_001" / "weights.pt"))
+    stored = read_logits(entry / "shadow_001" / "logits.pt", task.pool_size)
+    identity = parse_queries(["identity"])
+    flipped = compute_logits(net, Normalize(task.mean, task.std), mirror_images(task.pool_images), identity)[:, 0]
+    assert torch.allclose(stored["mirror"], flipped, atol=1e-4)
+    assert torch.allclose(stored["identity"], compute_logits(net, Normalize(task.mean, task.std),
+                                                             task.pool_images, identity)[:, 0], atol=1e-4)
+
+
+def test_new_queries_are_added_to_stored_logits_without_training(shadow_store):
+    (entry,) = entry_dirs(shadow_store)
+    cfg = make_cfg(*TINY, f"store.root={shadow_store}", "stage=logits", "attack.queries=[identity,shift_1_0]")
+    run_pipeline(cfg, shadow_store / "run_logits")
+    logits = read_logits(entry / "shadow_000" / "logits.pt", 320)
+    assert set(logits) == {"identity", "mirror", "shift_1_0"}
+    assert len(fit_starts(entry / "shadow_000")) == 1
+
+
+def test_changed_recipe_gets_a_new_store_entry_and_count_does_not(shadow_store):
+    before = entry_dirs(shadow_store)
+    cfg = make_cfg(*TINY, f"store.root={shadow_store}", "stage=shadows", "shadow.count=4", "shadow.only=[0]")
+    run_pipeline(cfg, shadow_store / "run_count")
+    assert entry_dirs(shadow_store) == before  # same recipe, bigger count: same entry, keep mask extended
+    assert safe_torch_load(before[0] / "keep.pt").shape[0] == 4
+    cfg = make_cfg(*TINY, f"store.root={shadow_store}", "stage=shadows", "shadow.epochs=1", "shadow.only=0")
+    run_pipeline(cfg, shadow_store / "run_epochs")
+    after = entry_dirs(shadow_store)
+    assert len(after) == 2
+    assert json.loads((sorted(set(after) - set(before))[0] / "recipe.json").read_text())["epochs"] == 1
+
+
+def test_sigkill_mid_shadow_then_rerun_resumes_to_the_uninterrupted_weights(tiny_task_dir, tmp_path):
+    args = [*TINY, "stage=shadows", "shadow.only=0", "shadow.epochs=5"]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    for store in (reference, killed):
+        shutil.copytree(tiny_task_dir.parent, store / "tasks")
+    run_mia(*args, f"store.root={reference}")
+
+    proc = subprocess.Popen([*MIA, *args, f"store.root={killed}"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(killed.glob("*/*/shadow_000/checkpoints/last.ckpt")):
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (shadow,) = killed.glob("*/*/shadow_000")
+    assert not (shadow / "done").exists()
+
+    run_mia(*args, f"store.root={killed}")
+    starts = fit_starts(shadow)
+    assert [s["resume"] for s in starts] == [False, True]
+    (ref_shadow,) = reference.glob("*/*/shadow_000")
+    assert shadow.relative_to(killed) == ref_shadow.relative_to(reference)  # same store key
+    ours, theirs = safe_torch_load(shadow / "weights.pt"), safe_torch_load(ref_shadow / "weights.pt")
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        assert torch.equal(ours[name], theirs[name]), name
+    assert torch.equal(safe_torch_load(shadow / "logits.pt")["logits"], safe_torch_load(ref_shadow / "logits.pt")["logits"])
+
+
+def test_multirun_over_shadow_only_fills_one_dir_per_job(tiny_task_dir, tmp_path):
+    shutil.copytree(tiny_task_dir.parent, tmp_path / "tasks")
+    run_mia("-m", *TINY, "shadow.epochs=1", "stage=shadows", "shadow.count=4", "shadow.only=0,1,2,3",
+            f"store.root={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    (entry,) = entry_dirs(tmp_path)
+    assert sorted(p.name for p in entry.glob("shadow_*") if (p / "done").is_file()) == [
+        "shadow_000", "shadow_001", "shadow_002", "shadow_003"]
+    assert len(list((tmp_path / "sweep").glob("[0-9]"))) == 4
+
+
+def test_slurm_launcher_config_composes_without_slurm():
+    out = run_mia("hydra/launcher=slurm", "--cfg", "hydra").stdout
+    assert "SlurmLauncher" in out and "gpus_per_node: 1" in out
