@@ -47,3 +47,42 @@ def test_fashion_mnist_source_reads_the_debian_idx_files():
     assert labels.shape == (70000,) and int(labels.max()) == 9
     assert 0 <= float(images.min()) and float(images.max()) <= 1
     assert torch.equal(images[:, 0], images[:, 1])  # grey repeated to RGB
+
+
+def _write_cifar_batches(folder, count_per_batch=4):
+    """A CIFAR-10-format folder (python pickles of numpy arrays, like the official files)."""
+    import pickle
+
+    import numpy as np
+
+    from mia_lightning.task.sources import CIFAR_BATCHES
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in CIFAR_BATCHES:
+        batch = {b"data": rng.integers(0, 256, (count_per_batch, 3072), dtype=np.uint8),
+                 b"labels": rng.integers(0, 10, count_per_batch).tolist(), b"batch_label": name.encode()}
+        with open(folder / name, "wb") as handle:
+            pickle.dump(batch, handle, protocol=2)
+
+
+def test_cifar10_folder_is_read_without_a_full_unpickle(tmp_path):
+    import os
+    import pickle
+
+    from mia_lightning.errors import MiaError
+    from mia_lightning.task.sources import load_source
+
+    _write_cifar_batches(tmp_path / "cifar-10-batches-py")
+    images, labels = load_source("cifar10", str(tmp_path), download=False)
+    assert images.shape == (24, 3, 32, 32) and labels.shape == (24,)
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as handle:
+        pickle.dump({b"data": Payload(), b"labels": []}, handle, protocol=2)
+    with pytest.raises(MiaError, match="not allowed in a data file"):
+        load_source("cifar10", str(tmp_path), download=False)
+    assert not (tmp_path / "pwned").exists()

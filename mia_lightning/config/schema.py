@@ -113,6 +113,7 @@ class RmiaConfig:
     tune_a: bool = False  # choose `a` on the shadows themselves (one shadow as the pseudo-target)
     num_z: int = 2500
     temperature: float = 1.0
+    tie_break: bool = True  # order points the step-valued RMIA score leaves tied (by their own ratio)
 
 
 @dataclass

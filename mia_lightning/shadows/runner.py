@@ -50,6 +50,7 @@ class ShadowContext:
     inference_device: str = "cpu"
     channels_last: bool = True
     stack: int = 1
+    fast: bool = True  # shadow.fast: in-memory batches + device augmentation (False: plain DataLoader)
     wait_timeout_s: float = 86400.0
     summaries: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -85,7 +86,7 @@ def train_shadow(ctx: ShadowContext, index: int, label: str) -> dict[str, Any]:
     spec = FitSpec(
         images=ctx.images, labels=ctx.labels, train_index=ctx.keep[index].nonzero().squeeze(1),
         num_classes=ctx.num_classes, stem=ctx.stem, mean=ctx.mean, std=ctx.std,
-        recipe=ctx.recipe, seed=ctx.shadow_seed(index), channels_last=ctx.channels_last,
+        recipe=ctx.recipe, seed=ctx.shadow_seed(index), channels_last=ctx.channels_last, fast=ctx.fast,
     )
     net = fit_classifier(spec, ctx.store.shadow_dir(index), ctx.trainer_cfg, label)
     return finish_shadow(ctx, index, net, time.monotonic() - start)
@@ -93,7 +94,7 @@ def train_shadow(ctx: ShadowContext, index: int, label: str) -> dict[str, Any]:
 
 def _report(summary: dict[str, Any], total: int) -> None:
     tqdm.write(
-        f"shadow {summary['index']:3d}/{total}: train acc {summary['train_acc']:.3f}  "
+        f"shadow_{summary['index']:03d} ({summary['index'] + 1}/{total}): train acc {summary['train_acc']:.3f}  "
         f"test acc {summary['test_acc']:.3f}  {summary['seconds']:.1f} s"
     )
 
@@ -109,7 +110,7 @@ def _train_claimed(ctx: ShadowContext, claimed: list[tuple[int, FileLock]], tota
 
                 summaries = train_shadow_stack(ctx, group)
             else:
-                summaries = [train_shadow(ctx, group[0], f"shadow {group[0]}/{total}")]
+                summaries = [train_shadow(ctx, group[0], f"shadow_{group[0]:03d} ({group[0] + 1}/{total})")]
             for summary in summaries:
                 ctx.summaries[summary["index"]] = summary
                 _report(summary, total)

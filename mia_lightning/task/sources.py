@@ -105,24 +105,43 @@ def load_digits() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.tensor(bunch.target, dtype=torch.int64)
 
 
-def load_cifar10(data_root: str | None, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    from torchvision.datasets import CIFAR10
+CIFAR_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
+
+def read_cifar_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIFAR-10's python batches (uint8 [N, 3, 32, 32], labels), read without a full unpickle."""
+    from mia_lightning.io.restricted_pickle import load_array_pickle
+
+    images, labels = [], []
+    for name in CIFAR_BATCHES:
+        path = folder / name
+        if not path.is_file():
+            raise MiaError(f"{folder}: CIFAR-10 batch {name} is missing")
+        batch = load_array_pickle(path)
+        data = batch.get("data", batch.get(b"data")) if isinstance(batch, dict) else None
+        targets = batch.get("labels", batch.get(b"labels")) if isinstance(batch, dict) else None
+        if data is None or targets is None or getattr(data, "shape", (0, 0))[1:] != (3072,):
+            raise MiaError(f"{path}: not a CIFAR-10 batch (expected data [N, 3072] and labels)")
+        images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()))
+        labels.append(torch.tensor(list(targets), dtype=torch.int64))
+    return torch.cat(images), torch.cat(labels)
+
+
+def load_cifar10(data_root: str | None, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
     dirs = search_dirs(data_root)
     for base in dirs:
         if (base / "cifar-10-batches-py").is_dir():
-            parts = [CIFAR10(str(base), train=train, download=False) for train in (True, False)]
-            break
-    else:
-        if not download or not _network_up():
-            raise MiaError(
-                "CIFAR-10 not found (looked for cifar-10-batches-py in " + ", ".join(str(d) for d in dirs)
-                + "): put torchvision's CIFAR-10 folder under task.data_root or $MIA_DATA"
-            )
-        parts = [CIFAR10("data", train=train, download=True) for train in (True, False)]
-    images = torch.cat([torch.from_numpy(p.data) for p in parts]).permute(0, 3, 1, 2)
-    labels = torch.cat([torch.tensor(p.targets) for p in parts]).to(torch.int64)
-    return images, labels
+            return read_cifar_folder(base / "cifar-10-batches-py")
+    if not download or not _network_up():
+        raise MiaError(
+            "CIFAR-10 not found (looked for cifar-10-batches-py in " + ", ".join(str(d) for d in dirs)
+            + "): put torchvision's CIFAR-10 folder under task.data_root or $MIA_DATA"
+        )
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    download_and_extract_archive("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "data",
+                                 md5="c58f30108f718f92721af3b95e74349a")
+    return read_cifar_folder(Path("data") / "cifar-10-batches-py")
 
 
 def load_source(name: str, data_root: str | None, download: bool, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
