@@ -22,7 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["draw_crop_flip", "random_crop_flip", "random_crop_flip_reference", "shift_images", "mirror_images"]
+__all__ = [
+    "draw_crop_flip", "random_crop_flip", "apply_crop_flip", "random_crop_flip_reference", "crop_flip_one",
+    "shift_images", "mirror_images",
+]
 
 
 def draw_crop_flip(batch: int, crop_padding: int, flip: bool, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
@@ -56,10 +59,20 @@ def random_crop_flip(images: Tensor, crop_padding: int, flip: bool, generator: t
     cropped back to HxW at offsets drawn uniformly from [0, 2*pad], then mirrored with
     probability 0.5 if `flip`. Randomness: see `draw_crop_flip`.
     """
-    b, c, h, w = images.shape
-    oy, ox, flips = draw_crop_flip(b, crop_padding, flip, generator)
+    oy, ox, flips = draw_crop_flip(images.shape[0], crop_padding, flip, generator)
     if crop_padding == 0 and not flip:
         return images.clone()
+    return apply_crop_flip(images, crop_padding, oy, ox, flips)
+
+
+def apply_crop_flip(images: Tensor, crop_padding: int, oy: Tensor, ox: Tensor, flips: Tensor) -> Tensor:
+    """The crop + flip of `random_crop_flip` with given parameters (one gather pass, any device).
+
+    `oy`, `ox` (int64 [B], in [0, 2*pad]) and `flips` (bool [B]) as `draw_crop_flip` returns
+    them; they are moved to `images.device` here. Stacked training draws each model's
+    parameters from its own generator and augments all G batches in one call.
+    """
+    b, c, h, w = images.shape
     device = images.device
     oy, ox, flips = oy.to(device), ox.to(device), flips.to(device)
     padded = F.pad(images, (crop_padding,) * 4) if crop_padding else images
@@ -80,10 +93,20 @@ def random_crop_flip_reference(images: Tensor, crop_padding: int, flip: bool, ge
     flips = torch.rand(b, generator=generator) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
     out = torch.empty_like(images)
     for i in range(b):
-        padded = F.pad(images[i], (crop_padding,) * 4)
-        crop = padded[:, int(oy[i]) : int(oy[i]) + h, int(ox[i]) : int(ox[i]) + w]
-        out[i] = torch.flip(crop, dims=(-1,)) if flips[i] else crop
+        out[i] = crop_flip_one(images[i], crop_padding, int(oy[i]), int(ox[i]), bool(flips[i]))
     return out
+
+
+def crop_flip_one(image: Tensor, crop_padding: int, oy: int, ox: int, flip: bool) -> Tensor:
+    """One [C, H, W] image: zero-pad by `crop_padding`, crop HxW at (oy, ox), mirror if `flip`.
+
+    The per-sample CPU augmentation of the plain (DataLoader) training path; with the
+    numbers `draw_crop_flip` drew for a batch it gives exactly `apply_crop_flip`'s result.
+    """
+    h, w = image.shape[-2:]
+    padded = F.pad(image, (crop_padding,) * 4) if crop_padding else image
+    crop = padded[:, oy: oy + h, ox: ox + w]
+    return torch.flip(crop, dims=(-1,)) if flip else crop.clone()
 
 
 def shift_images(images: Tensor, dx: int, dy: int) -> Tensor:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
+from mia_lightning.data.augment import crop_flip_one, draw_crop_flip
 from mia_lightning.utils.seeding import derive_seed
 
 
@@ -84,3 +85,89 @@ class InMemoryDataModule(L.LightningDataModule):
             rank, world = self.trainer.global_rank, self.trainer.world_size
         sampler = EpochBatchSampler(len(self.labels), self.batch_size, self.seed, rank, world)
         return DataLoader(TensorBatches(self.images, self.labels), batch_size=None, sampler=sampler, num_workers=0)
+
+
+# --- the plain path (shadow.fast=false) -------------------------------------------------
+# A conventional input pipeline, kept as the reference the fast path is measured against:
+# a DataLoader over a TensorDataset on the CPU, per-sample augmentation, default collation,
+# and a host->device copy per batch (done by Lightning). It draws the same batches (the
+# same EpochBatchSampler) and the same augmentation numbers as the fast path, so both
+# paths train exactly the same recipe; only where and how the work is done differs.
+
+
+class KeyedBatchSampler(Sampler[list]):
+    """EpochBatchSampler's batches, each index tagged with what its augmentation needs.
+
+    Yields lists of `(position, step, slot, batch_len)`: the sample, the optimizer step
+    the batch is for (epoch * batches_per_epoch + batch, i.e. the module's `global_step`),
+    its slot in the batch, and the batch's length.
+    """
+
+    def __init__(self, batches: EpochBatchSampler) -> None:
+        # named `sampler` because Lightning calls `dataloader.batch_sampler.sampler.set_epoch(epoch)`
+        self.sampler = batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        per_epoch = len(self.sampler)
+        for number, batch in enumerate(self.sampler):
+            step = self.sampler.epoch * per_epoch + number
+            yield [(int(index), step, slot, len(batch)) for slot, index in enumerate(batch.tolist())]
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class AugmentedTensorDataset(TensorDataset):
+    """(image, label) pairs, each image cropped/flipped on its own on the CPU.
+
+    The numbers are those the fast path draws for the whole batch (`draw_crop_flip` from
+    the generator seeded by (seed, "augment", step)); they are drawn once per batch and
+    cached, and each sample takes its own slot.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, seed: int, crop_padding: int, flip: bool) -> None:
+        super().__init__(images, labels)
+        self.seed = seed
+        self.crop_padding = crop_padding
+        self.flip = flip
+        self._draws: tuple[int, tuple[Tensor, Tensor, Tensor]] | None = None
+
+    def _params(self, step: int, batch_len: int) -> tuple[Tensor, Tensor, Tensor]:
+        if self._draws is None or self._draws[0] != step:
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, "augment", step))
+            self._draws = (step, draw_crop_flip(batch_len, self.crop_padding, self.flip, generator))
+        return self._draws[1]
+
+    def __getitem__(self, key):  # type: ignore[override]
+        position, step, slot, batch_len = key
+        image, label = self.tensors[0][position], self.tensors[1][position]
+        if self.crop_padding or self.flip:
+            oy, ox, flips = self._params(step, batch_len)
+            image = crop_flip_one(image, self.crop_padding, int(oy[slot]), int(ox[slot]), bool(flips[slot]))
+        return image, label
+
+
+class PlainDataModule(L.LightningDataModule):
+    """The plain input pipeline over the points `train_index` (see the note above)."""
+
+    def __init__(self, images: Tensor, labels: Tensor, train_index: Tensor, batch_size: int, seed: int,
+                 augment: dict | None = None, num_workers: int = 0) -> None:
+        super().__init__()
+        augment = augment or {}
+        self.dataset = AugmentedTensorDataset(images[train_index].cpu(), labels[train_index].cpu(), seed,
+                                              int(augment.get("crop_padding", 0)), bool(augment.get("flip", False)))
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world, pin = 0, 1, False
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+            pin = self.trainer.strategy.root_device.type == "cuda"
+        batches = EpochBatchSampler(len(self.dataset), self.batch_size, self.seed, rank, world)
+        return DataLoader(self.dataset, batch_sampler=KeyedBatchSampler(batches), num_workers=self.num_workers,
+                          pin_memory=pin, persistent_workers=self.num_workers > 0)

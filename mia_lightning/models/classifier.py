@@ -18,6 +18,8 @@ class ClassifierModule(L.LightningModule):
 
     Augmentation randomness is derived from (seed, global_step), not a global RNG, so a
     run resumed from `last.ckpt` continues exactly as an uninterrupted run would.
+    `device_augment=False` is the plain path: batches arrive already augmented (per sample,
+    on the CPU, by `PlainDataModule`, from the same random numbers).
     """
 
     def __init__(
@@ -30,6 +32,7 @@ class ClassifierModule(L.LightningModule):
         augment: dict[str, Any],
         seed: int,
         channels_last: bool = True,
+        device_augment: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -40,6 +43,7 @@ class ClassifierModule(L.LightningModule):
         self.flip = bool(augment.get("flip", False))
         self.seed = seed
         self.channels_last = channels_last
+        self.device_augment = device_augment
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
 
@@ -50,7 +54,7 @@ class ClassifierModule(L.LightningModule):
         return self.net(inputs)
 
     def augment(self, images: Tensor) -> Tensor:
-        if self.crop_padding == 0 and not self.flip:
+        if not self.device_augment or (self.crop_padding == 0 and not self.flip):
             return images
         from mia_lightning.data.augment import random_crop_flip
 
@@ -72,20 +76,24 @@ class ClassifierModule(L.LightningModule):
             datamodule.to_device(self.device)
 
     def configure_optimizers(self) -> Any:
-        cfg = self.optimizer_cfg
-        name = cfg.get("name", "sgd")
-        params = self.parameters()
-        if name == "sgd":
-            optimizer = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9),
-                                        weight_decay=cfg.get("weight_decay", 0.0), nesterov=cfg.get("momentum", 0.9) > 0)
-        elif name == "adam":
-            optimizer = torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
-        elif name == "adamw":
-            optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
-        else:
-            raise ValueError(f"unknown optimizer {name!r}")
-        if cfg.get("scheduler", "cosine") == "none":
-            return optimizer
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return make_optimizers(self, self.optimizer_cfg)
+
+
+def make_optimizers(module: L.LightningModule, cfg: dict[str, Any]) -> Any:
+    """The recipe's optimizer over `module.parameters()` and its per-step schedule (shared with stacks)."""
+    name = cfg.get("name", "sgd")
+    params = module.parameters()
+    if name == "sgd":
+        optimizer = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9),
+                                    weight_decay=cfg.get("weight_decay", 0.0), nesterov=cfg.get("momentum", 0.9) > 0)
+    elif name == "adam":
+        optimizer = torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
+    elif name == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
+    else:
+        raise ValueError(f"unknown optimizer {name!r}")
+    if cfg.get("scheduler", "cosine") == "none":
+        return optimizer
+    total = max(1, int(module.trainer.estimated_stepping_batches))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

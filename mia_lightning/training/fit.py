@@ -11,18 +11,19 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from mia_lightning.data.memory import InMemoryDataModule
+from mia_lightning.data.memory import InMemoryDataModule, PlainDataModule
 from mia_lightning.models.classifier import ClassifierModule
 from mia_lightning.training.checkpoint_io import AtomicCheckpointIO
 from mia_lightning.training.progress import LabelledProgressBar
@@ -42,6 +43,10 @@ class FitSpec:
     recipe: dict[str, Any]  # TrainRecipe as a dict: epochs, batch_size, optimizer, augment
     seed: int
     channels_last: bool = True
+    # True: the fast path (pool on the device, batch augmentation on the device);
+    # False: the plain path (DataLoader, per-sample CPU augmentation, collation, host->device
+    # copy per batch). Both train exactly the same recipe (same batches, same augmentation).
+    fast: bool = True
 
 
 def trainer_kwargs(trainer_cfg: Any) -> dict[str, Any]:
@@ -53,6 +58,8 @@ def trainer_kwargs(trainer_cfg: Any) -> dict[str, Any]:
         "strategy": cfg["strategy"],
         "precision": cfg["precision"],
         "log_every_n_steps": cfg["log_every_n_steps"],
+        # our samplers shard by rank themselves; Lightning's DistributedSampler wrapper would shard twice
+        "use_distributed_sampler": False,
     }
 
 
@@ -64,37 +71,76 @@ def append_history(run_dir: Path, event: dict[str, Any]) -> None:
         handle.write(line)
 
 
-def fit_classifier(spec: FitSpec, run_dir: Path, trainer_cfg: Any, label: str, logger: bool = True) -> nn.Module:
-    """Train (or resume) in `run_dir`; returns the trained torchvision network on CPU."""
-    L.seed_everything(spec.seed, workers=False, verbose=False)
-    module = ClassifierModule(
-        num_classes=spec.num_classes, stem=spec.stem, mean=spec.mean, std=spec.std,
-        optimizer=dict(spec.recipe["optimizer"]), augment=dict(spec.recipe["augment"]),
-        seed=spec.seed, channels_last=spec.channels_last,
-    )
-    datamodule = InMemoryDataModule(spec.images, spec.labels, spec.train_index, spec.recipe["batch_size"], spec.seed)
-    last = run_dir / "checkpoints" / "last.ckpt"
-    resume = last.is_file()
-    append_history(run_dir, {"event": "fit_start", "resume": resume, "label": label})
+class EpochCheckpoint(Checkpoint):
+    """`checkpoints/last.ckpt` at the end of every training epoch, through the CheckpointIO plugin.
+
+    Lightning's own `ModelCheckpoint(save_top_k=0, save_last=True)` writes `last.ckpt` only
+    when training ends (2.6 saves "last" only after a top-k save), so a killed run had no
+    checkpoint to resume from. Being a `Checkpoint`, this one runs after the other callbacks'
+    epoch-end hooks, and Lightning adds no default ModelCheckpoint next to it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        trainer.save_checkpoint(self.path)
+
+
+def build_trainer(run_dir: Path, trainer_cfg: Any, label: str, max_epochs: int, logger: bool = True,
+                  callbacks: Sequence[Callback] = (), max_steps: int = -1) -> L.Trainer:
+    """The Lightning Trainer of one resumable run in `run_dir` (shadows, stacks, the target).
+
+    Checkpoint `checkpoints/last.ckpt` after every epoch (atomically), TensorBoard in `tb/`,
+    no validation, and a progress bar labelled with the model's name.
+    """
     show_bar = bool(getattr(trainer_cfg, "enable_progress_bar", True))
-    callbacks: list[Any] = [
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_epochs=1,
-                        save_on_train_epoch_end=True),
+    all_callbacks: list[Any] = [
+        EpochCheckpoint(run_dir / "checkpoints" / "last.ckpt"),
+        *callbacks,
     ]
     if show_bar:
-        callbacks.append(LabelledProgressBar(label))
-    trainer = L.Trainer(
+        all_callbacks.append(LabelledProgressBar(label))
+    return L.Trainer(
         **trainer_kwargs(trainer_cfg),
-        max_epochs=spec.recipe["epochs"],
+        max_epochs=max_epochs,
+        max_steps=max_steps,
         default_root_dir=run_dir,
         logger=TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False) if logger else False,
-        callbacks=callbacks,
+        callbacks=all_callbacks,
         plugins=[AtomicCheckpointIO()],
         limit_val_batches=0,
         num_sanity_val_steps=0,
         enable_model_summary=False,
         enable_progress_bar=show_bar,
     )
+
+
+def fit_classifier(spec: FitSpec, run_dir: Path, trainer_cfg: Any, label: str, logger: bool = True, *,
+                   callbacks: Sequence[Callback] = (), max_steps: int = -1) -> nn.Module:
+    """Train (or resume) in `run_dir`; returns the trained torchvision network on CPU.
+
+    `callbacks` are added to the run's own (checkpointing, progress bar); `max_steps`
+    stops early (the benchmark uses both); neither changes what a full run trains.
+    """
+    L.seed_everything(spec.seed, workers=False, verbose=False)
+    module = ClassifierModule(
+        num_classes=spec.num_classes, stem=spec.stem, mean=spec.mean, std=spec.std,
+        optimizer=dict(spec.recipe["optimizer"]), augment=dict(spec.recipe["augment"]),
+        seed=spec.seed, channels_last=spec.channels_last, device_augment=spec.fast,
+    )
+    if spec.fast:
+        datamodule: L.LightningDataModule = InMemoryDataModule(
+            spec.images, spec.labels, spec.train_index, spec.recipe["batch_size"], spec.seed)
+    else:
+        datamodule = PlainDataModule(spec.images, spec.labels, spec.train_index, spec.recipe["batch_size"], spec.seed,
+                                     dict(spec.recipe["augment"]))
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume = last.is_file()
+    append_history(run_dir, {"event": "fit_start", "resume": resume, "label": label})
+    trainer = build_trainer(run_dir, trainer_cfg, label, spec.recipe["epochs"], logger, callbacks, max_steps)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
     net = module.net.to("cpu").to(memory_format=torch.contiguous_format)
     return net
