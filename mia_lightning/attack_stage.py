@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,10 @@ def attack_and_report(run: "Run", task: Task, ctx: ShadowContext, target: Tensor
         labels=task.pool_labels, known_membership=task.known_membership,
     )
     started = time.monotonic()
-    results = run_attacks(inputs, cfg.attack, cfg.master, cfg.trainer, int(cfg.seed), run.run_dir)
+    # the master's TensorBoard runs (<run dir>/master/<version>): a rerun of this job replaces them
+    shutil.rmtree(run.run_dir / "master", ignore_errors=True)
+    log_dir = run.run_dir if cfg.logger.enabled else None
+    results = run_attacks(inputs, cfg.attack, cfg.master, cfg.trainer, int(cfg.seed), log_dir)
     run.timed("attacks", started)
     started = time.monotonic()
     metrics = write_report(run, task, ctx, results, count)

@@ -134,7 +134,7 @@ def test_multirun_over_shadow_only_fills_one_dir_per_job(tiny_task_dir, tmp_path
     (entry,) = entry_dirs(tmp_path)
     assert sorted(p.name for p in entry.glob("shadow_*") if (p / "done").is_file()) == [
         "shadow_000", "shadow_001", "shadow_002", "shadow_003"]
-    assert len(list((tmp_path / "sweep").glob("[0-9]"))) == 4
+    assert sorted(p.name for p in (tmp_path / "sweep").glob("[0-9]*")) == [f"{i}_shadow.only={i}" for i in range(4)]
 
 
 def test_slurm_launcher_config_composes_without_slurm():

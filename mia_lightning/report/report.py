@@ -49,14 +49,22 @@ def choose_submission(requested: str, metrics: dict[str, dict[str, float]]) -> s
 
 
 def resolve_metric(path: str, metrics: dict[str, Any], submit: str) -> float | None:
-    """`attacks.<name|best>.<metric>` -> its value (the value Hydra sweepers optimise)."""
-    prefix = "attacks."
-    if not path.startswith(prefix) or "." not in path[len(prefix):]:
-        raise MiaError(f"optimized_metric={path!r} must look like attacks.<name or best>.<metric>")
-    name, key = path[len(prefix):].split(".", 1)
+    """`attacks.<name|best>.<metric>` -> its value (the value Hydra sweepers optimise).
+
+    `attacks_pub.<name>.<metric>` reads the metrics on pub of a simulated task (evaluated on
+    the hidden truth of priv): a search tuned on pub leaves the reported priv metrics honest.
+    """
+    section, _, rest = path.partition(".")
+    if section not in ("attacks", "attacks_pub") or "." not in rest:
+        raise MiaError(f"optimized_metric={path!r} must look like attacks.<name or best>.<metric> "
+                       "(or attacks_pub.<name or best>.<metric>)")
+    name, key = rest.split(".", 1)
     name = submit if name == "best" else name
+    if section not in metrics:
+        raise MiaError(f"optimized_metric={path!r}: this run has no {section} (attacks_pub exists only when "
+                       "the metrics are measured on the hidden truth of a simulated task; use attacks.)")
     try:
-        return float(metrics["attacks"][name][key])
+        return float(metrics[section][name][key])
     except KeyError:
         raise MiaError(f"optimized_metric={path!r}: no such attack or metric in this run") from None
 
