@@ -78,6 +78,13 @@ def main() -> None:
     except KeyboardInterrupt:
         print("mia: interrupted; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as error:
+        # Lightning turns SIGTERM during training into SystemExit() (status 0): a preempted
+        # cluster job would look successful. Report it as the signal it was (128 + 15).
+        if type(error).__name__ != "SIGTERMException":
+            raise
+        print("mia: terminated (SIGTERM); rerun the same command to resume", file=sys.stderr)
+        sys.exit(143)
     except Exception as error:  # config composition and override errors from Hydra/OmegaConf
         if debug or not _is_config_error(error):
             raise

@@ -19,7 +19,6 @@ from torch import Tensor
 
 from mia_lightning.config.validate import shadow_indices, validate_config
 from mia_lightning.errors import MiaError
-from mia_lightning.io.safe_load import safe_torch_load
 from mia_lightning.logits.infer import compute_logits
 from mia_lightning.logits.logits_file import ensure_logits
 from mia_lightning.logits.queries import Query, parse_queries
@@ -29,8 +28,9 @@ from mia_lightning.shadows.runner import ShadowContext, ensure_shadows
 from mia_lightning.shadows.store import ShadowStore
 from mia_lightning.task.data import Task
 from mia_lightning.task.load import load_task
+from mia_lightning.task.weights import load_target_weights
 from mia_lightning.task.simulate import FILES, simulate_task
-from mia_lightning.utils.memory import check_fits
+from mia_lightning.utils.memory import check_fits, training_bytes
 
 log = logging.getLogger("mia")
 
@@ -93,7 +93,7 @@ def shadow_context(cfg: DictConfig, task: Task, num_models: int) -> ShadowContex
         mean=task.mean, std=task.std, recipe=recipe, seed=int(cfg.seed), trainer_cfg=cfg.trainer,
         queries=parse_queries(list(cfg.attack.queries)), inference_batch_size=int(cfg.trainer.inference_batch_size),
         inference_device=inference_device(cfg), channels_last=bool(cfg.model.channels_last),
-        stack=int(cfg.shadow.stack), wait_timeout_s=float(cfg.shadow.wait_timeout_s),
+        stack=int(cfg.shadow.stack), fast=bool(cfg.shadow.fast), wait_timeout_s=float(cfg.shadow.wait_timeout_s),
     )
 
 
@@ -112,6 +112,15 @@ def target_logits(task: Task, ctx: ShadowContext) -> Tensor:
                          lambda queries: _logits_of_weights(task.target_state, ctx, queries))
 
 
+def load_shadow_weights(path: Path, ctx: ShadowContext) -> dict[str, Tensor]:
+    """A stored shadow's weights, checked like the target's (a store may be shared or copied)."""
+    state, num_classes, _ = load_target_weights(path, None, ctx.stem)
+    if num_classes != ctx.num_classes:
+        raise MiaError(f"{path}: has {num_classes} classes but the task has {ctx.num_classes}; "
+                       "delete this shadow's directory to retrain it")
+    return state
+
+
 def shadow_logits(ctx: ShadowContext, count: int) -> Tensor:
     """float32 [K, N, A, C] for the first `count` shadows, which must all be done."""
     out = []
@@ -124,7 +133,7 @@ def shadow_logits(ctx: ShadowContext, count: int) -> Tensor:
         shadow_dir = ctx.store.shadow_dir(index)
 
         def compute(queries: list[Query], shadow_dir: Path = shadow_dir) -> Tensor:
-            state = safe_torch_load(shadow_dir / "weights.pt")
+            state = load_shadow_weights(shadow_dir / "weights.pt", ctx)
             return _logits_of_weights(state, ctx, queries)
 
         out.append(ensure_logits(shadow_dir / "logits.pt", ctx.queries, ctx.images.shape[0], compute))
@@ -146,7 +155,16 @@ def run_pipeline(cfg: DictConfig, run_dir: Path) -> float | None:
     count = int(cfg.shadow.count)
     indices = shadow_indices(cfg.shadow.only, count)
     ctx = shadow_context(cfg, task, max([count] + [i + 1 for i in indices]))
+    limit_gb = float(cfg.trainer.max_memory_gb)
+    if stage != "shadows":  # checked before any training: hours of shadows are no use if this cannot fit
+        check_fits((count + 1) * task.pool_size * len(ctx.queries) * task.num_classes * 4, "the logits tensor",
+                   "shadow.count or attack.queries", limit_gb)
     if stage in ("shadows", "all"):
+        if not all(ctx.store.is_done(i) for i in indices):
+            check_fits(training_bytes(task.pool_size, int(cfg.task.image_size), int(cfg.shadow.batch_size),
+                                      task.stem, max(1, int(cfg.shadow.stack))),
+                       "shadow training (the in-memory pool, one batch per model, weights and optimizer state)",
+                       "shadow.batch_size or shadow.stack", limit_gb, inference_device(cfg))
         started = time.monotonic()
         ensure_shadows(ctx, indices)
         run.timed("shadows", started)
@@ -154,9 +172,6 @@ def run_pipeline(cfg: DictConfig, run_dir: Path) -> float | None:
             log.info("shadows %s done in %s", indices, ctx.store.dir)
             return None
     started = time.monotonic()
-    num_queries, num_points = len(ctx.queries), task.pool_size
-    check_fits((count + 1) * num_points * num_queries * task.num_classes * 4, "the logits tensor",
-               "shadow.count or attack.queries", float(cfg.trainer.max_memory_gb))
     target = target_logits(task, ctx)
     shadows = shadow_logits(ctx, count)
     run.timed("logits", started)

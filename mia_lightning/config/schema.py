@@ -88,7 +88,7 @@ class ShadowConfig(TrainRecipe):
     only: Any = None  # None = all of range(count); an int or a list of indices for cluster jobs
     split: str = "halves"  # halves (LiRA keep mask) | disjoint (the seed's partitions)
     in_fraction: float = 0.5  # disjoint split: fraction of each partition a shadow trains on
-    stack: int = 1  # train this many shadows in one grouped network (see shadows/stacked.py)
+    stack: int = 1  # train this many shadows in one grouped network (shadows/stacked_training.py; slower on CPU, see README)
     fast: bool = True  # in-memory batches, device-side augmentation
     wait_timeout_s: float = 86400.0  # how long to wait for a shadow another process is training
 

@@ -44,7 +44,7 @@ def _recipe(recipe: Any, key: str) -> None:
     _choice(recipe.optimizer.scheduler, SCHEDULERS, f"{key}.optimizer.scheduler")
     if not recipe.optimizer.lr > 0:
         raise MiaError(f"{key}.optimizer.lr must be > 0, got {recipe.optimizer.lr}")
-    if recipe.optimizer.weight_decay < 0 or recipe.optimizer.momentum < 0:
+    if not (recipe.optimizer.weight_decay >= 0 and recipe.optimizer.momentum >= 0):  # NaN fails too
         raise MiaError(f"{key}.optimizer.weight_decay and momentum must be >= 0")
     _positive(recipe.augment.crop_padding, f"{key}.augment.crop_padding", 0)
 
@@ -64,7 +64,26 @@ def shadow_indices(only: Any, count: int) -> list[int]:
     return sorted(set(indices))
 
 
+def _known_keys(node: Any, schema: type, prefix: str) -> None:
+    """Refuse keys the schema does not have. Hydra answers a misspelt `shadow.epoch=3` with
+    "use +shadow.epoch=3 to append", and an appended key would otherwise be silently ignored."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(schema)
+    for key in node.keys():
+        if key not in hints:
+            raise MiaError(f"{prefix}{key} is not a config key of {prefix.rstrip('.') or 'the config'} "
+                           f"(known: {', '.join(sorted(hints))})")
+        child = node.get(key)
+        if dataclasses.is_dataclass(hints[key]) and hasattr(child, "keys"):
+            _known_keys(child, hints[key], f"{prefix}{key}.")
+
+
 def validate_config(cfg: Any) -> None:
+    from mia_lightning.config.schema import Config
+
+    _known_keys(cfg, Config, "")
     _choice(cfg.stage, STAGES, "stage")
     _choice(cfg.task.kind, TASK_KINDS, "task.kind")
     _choice(cfg.model.stem, STEMS, "model.stem")
@@ -76,6 +95,8 @@ def validate_config(cfg: Any) -> None:
         _fraction(cfg.task.member_fraction, "task.member_fraction")
         _positive(cfg.task.pool_size, "task.pool_size", 4)
     _positive(cfg.task.image_size, "task.image_size", 8)
+    if len(cfg.task.mean) != 3 or len(cfg.task.std) != 3 or not all(0 < v < float("inf") for v in cfg.task.std):
+        raise MiaError(f"task.mean and task.std need 3 values each, std > 0; got {list(cfg.task.mean)}, {list(cfg.task.std)}")
     shadow = cfg.shadow
     _recipe(shadow, "shadow")
     _positive(shadow.count, "shadow.count", 1)
@@ -103,11 +124,23 @@ def validate_config(cfg: Any) -> None:
     if not 0 <= attack.rmia.a <= 1:
         raise MiaError(f"attack.rmia.a must be in [0, 1], got {attack.rmia.a}")
     _positive(attack.rmia.num_z, "attack.rmia.num_z")
+    if not attack.rmia.temperature > 0:
+        raise MiaError(f"attack.rmia.temperature must be > 0, got {attack.rmia.temperature}")
+    _positive(attack.lira.global_below, "attack.lira.global_below", 0)
+    from mia_lightning.logits.queries import parse_queries
+
+    parse_queries(list(attack.queries))  # names attack.queries on an unknown or duplicate query
     master = cfg.master
     _positive(master.depth, "master.depth", 1)
     _positive(master.epochs, "master.epochs")
     _positive(master.width, "master.width")
     _positive(master.folds, "master.folds", 2)
+    _positive(master.batch_size, "master.batch_size")
+    _positive(master.max_samples, "master.max_samples")
+    if not master.lr > 0:
+        raise MiaError(f"master.lr must be > 0, got {master.lr}")
+    if not master.weight_decay >= 0:
+        raise MiaError(f"master.weight_decay must be >= 0, got {master.weight_decay}")
     if master.widths is not None:
         if not master.widths or any(w < 1 for w in master.widths):
             raise MiaError(f"master.widths must be positive integers, got {list(master.widths)}")
@@ -120,3 +153,8 @@ def validate_config(cfg: Any) -> None:
     if cfg.report.submit != "best":
         _choice(cfg.report.submit, tuple(attack.names), "report.submit (must be best or one of attack.names)")
     _positive(cfg.trainer.inference_batch_size, "trainer.inference_batch_size")
+    _positive(cfg.trainer.log_every_n_steps, "trainer.log_every_n_steps")
+    if not cfg.trainer.max_memory_gb >= 0:
+        raise MiaError(f"trainer.max_memory_gb must be >= 0 (0 = read from the machine), got {cfg.trainer.max_memory_gb}")
+    if not shadow.wait_timeout_s >= 0:
+        raise MiaError(f"shadow.wait_timeout_s must be >= 0, got {shadow.wait_timeout_s}")

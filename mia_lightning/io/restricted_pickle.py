@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import os
 import pickle
+import struct
 from typing import Any
 
 import numpy as np
@@ -42,5 +43,7 @@ def load_array_pickle(path: str | os.PathLike) -> Any:
     try:
         with open(path, "rb") as handle:
             return ArrayOnlyUnpickler(handle, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
-        raise MiaError(f"{path}: refused or unreadable data file: {err}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            OverflowError, MemoryError, RecursionError, struct.error) as err:
+        text = " ".join(str(err).split())[:300] or type(err).__name__  # one line
+        raise MiaError(f"{path}: refused or unreadable data file: {text}") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -45,12 +46,58 @@ def safe_torch_load(
         raise MiaError(f"{where}: file is empty")
     try:
         with torch.serialization.safe_globals(list(allow)):
-            return torch.load(file, map_location="cpu", weights_only=True)
+            obj = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise MiaError(f"{where}: refused to load: {_first_line(err)} (mia never fully unpickles files)") from None
     except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError, TypeError, AttributeError,
-            KeyError, IndexError, OverflowError, MemoryError, UnicodeDecodeError, OSError) as err:
+            KeyError, IndexError, OverflowError, MemoryError, UnicodeDecodeError, OSError, struct.error) as err:
         raise MiaError(f"{where}: not a readable torch file (truncated or corrupt?): {_first_line(err)}") from None
+    check_tensors(obj, where)
+    return obj
+
+
+# Plain dense dtypes; the weights-only unpickler also rebuilds meta, sparse, quantized, nested,
+# float8/bit-packed and subclass tensors, which no mia file holds and which break later code.
+PLAIN_DTYPES = frozenset({torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+                          torch.float16, torch.bfloat16, torch.float32, torch.float64})
+MAX_VIEW_GROWTH = 16  # a stride-0 view may not claim much more memory than the file stores
+
+
+def check_tensors(obj: Any, where: str) -> None:
+    """Refuse tensors mia cannot use safely: exotic layouts/dtypes, and broadcast views that
+    would materialise far more memory than the file holds (a 1 KB file claiming 1 TB)."""
+    stack, seen = [obj], set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, torch.Tensor):
+            _check_tensor(item, where)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+        elif hasattr(item, "__dict__") and not isinstance(item, type):
+            stack.extend(vars(item).values())
+
+
+def _check_tensor(tensor: torch.Tensor, where: str) -> None:
+    shape = list(tensor.shape)
+    if type(tensor) not in (torch.Tensor, torch.nn.Parameter):
+        raise MiaError(f"{where}: holds a tensor of unsupported type {type(tensor).__name__}")
+    if tensor.layout != torch.strided or tensor.is_meta or tensor.is_quantized or tensor.is_nested \
+            or tensor.device.type != "cpu":
+        raise MiaError(f"{where}: holds a {tensor.layout} {tensor.device.type} tensor of shape {shape}; "
+                       "only plain dense tensors are accepted")
+    if tensor.dtype not in PLAIN_DTYPES:
+        raise MiaError(f"{where}: holds a tensor of unsupported dtype {tensor.dtype} (shape {shape})")
+    logical = tensor.numel() * tensor.element_size()
+    stored = tensor.untyped_storage().nbytes()
+    if logical > max(MAX_VIEW_GROWTH * stored, 1 << 24):
+        raise MiaError(f"{where}: a tensor of shape {shape} is a broadcast view of {stored} stored bytes "
+                       f"that would take {logical / 2**30:.1f} GiB; refused")
 
 
 def _first_line(err: BaseException) -> str:

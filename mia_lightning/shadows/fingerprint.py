@@ -18,7 +18,7 @@ from torch import Tensor
 def tensor_digest(*tensors: Tensor) -> str:
     hasher = hashlib.sha256()
     for tensor in tensors:
-        data = tensor.detach().cpu().contiguous()
+        data = tensor.detach().cpu().contiguous().reshape(-1)
         hasher.update(str(data.dtype).encode() + str(list(data.shape)).encode())
         hasher.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return hasher.hexdigest()

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from mia_lightning.errors import MiaError
-from mia_lightning.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
+from mia_lightning.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text, remove_stale_temps
 from mia_lightning.io.locks import FileLock
 from mia_lightning.logits.infer import compute_logits
 from mia_lightning.logits.logits_file import write_logits
@@ -102,6 +102,8 @@ def _report(summary: dict[str, Any], total: int) -> None:
 def _train_claimed(ctx: ShadowContext, claimed: list[tuple[int, FileLock]], total: int, bar: tqdm) -> None:
     """Train shadows whose locks we hold (in stacks of `ctx.stack` when asked), then release."""
     try:
+        for index, _ in claimed:  # a killed trainer's half-written temp files (we hold the lock now)
+            remove_stale_temps(ctx.store.shadow_dir(index))
         todo = [index for index, _ in claimed if not ctx.store.is_done(index)]
         groups = [todo[i: i + ctx.stack] for i in range(0, len(todo), ctx.stack)] if ctx.stack > 1 else [[i] for i in todo]
         for group in groups:

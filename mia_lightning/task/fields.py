@@ -98,6 +98,8 @@ def _stack_images(imgs: Any, where: str) -> torch.Tensor:
 
 def to_float_rgb(images: torch.Tensor, where: str) -> torch.Tensor:
     """uint8 or float [N, C, H, W] -> float32 [N, 3, H, W] in [0, 1], or a clear error."""
+    if images.numel() == 0:
+        raise MiaError(f"{where}: field 'imgs' holds no pixels (shape {list(images.shape)})")
     if images.dtype == torch.uint8:
         images = images.to(torch.float32) / 255.0
     elif images.dtype.is_floating_point:

@@ -19,7 +19,12 @@ from mia_lightning.task.weights import load_target_weights
 def read_split(path: str | os.PathLike, key: str, image_size: int = 32, resize: bool = False) -> TaskSplit:
     """Read one TML25-format file (pub.pt / priv_out.pt) safely into a TaskSplit."""
     where = describe_path(path, key)
-    return to_split(load_raw(path, key), where, image_size, resize)
+    fields = load_raw(path, key)
+    try:
+        return to_split(fields, where, image_size, resize)
+    except (TypeError, ValueError, RuntimeError, IndexError, KeyError, AttributeError, OverflowError) as err:
+        # a backstop at the untrusted-file boundary: the checks in fields.py name most problems
+        raise MiaError(f"{where}: malformed task file: {type(err).__name__}: {' '.join(str(err).split())[:200]}") from None
 
 
 def read_truth(path: str | os.PathLike, priv: TaskSplit, key: str = "task.truth") -> torch.Tensor:
@@ -28,14 +33,19 @@ def read_truth(path: str | os.PathLike, priv: TaskSplit, key: str = "task.truth"
     obj = safe_torch_load(path, key=key)
     if not (isinstance(obj, dict) and isinstance(obj.get("ids"), torch.Tensor) and isinstance(obj.get("membership"), torch.Tensor)):
         raise MiaError(f"{where}: expected a dict with tensors 'ids' and 'membership'")
-    truth = dict(zip(obj["ids"].tolist(), obj["membership"].tolist()))
+    ids, membership = obj["ids"], obj["membership"]
+    if ids.dim() != 1 or membership.dim() != 1 or ids.shape != membership.shape:
+        raise MiaError(f"{where}: 'ids' and 'membership' must be 1-D and of equal length, "
+                       f"got shapes {list(ids.shape)} and {list(membership.shape)}")
+    if ids.is_floating_point() or ids.dtype == torch.bool:
+        raise MiaError(f"{where}: 'ids' must hold integers, got {ids.dtype}")
+    if not bool(((membership == 0) | (membership == 1)).all()):
+        raise MiaError(f"{where}: membership must be 0 or 1")
+    truth = dict(zip(ids.tolist(), membership.to(torch.int8).tolist()))
     missing = [i for i in priv.ids.tolist() if i not in truth]
     if missing:
         raise MiaError(f"{where}: no membership for {len(missing)} private ids (first {missing[0]})")
-    values = torch.tensor([truth[i] for i in priv.ids.tolist()], dtype=torch.int8)
-    if not bool(((values == 0) | (values == 1)).all()):
-        raise MiaError(f"{where}: membership must be 0 or 1")
-    return values
+    return torch.tensor([truth[i] for i in priv.ids.tolist()], dtype=torch.int8)
 
 
 def _required(cfg: Any, key: str) -> Path:

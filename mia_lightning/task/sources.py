@@ -120,10 +120,15 @@ def read_cifar_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
         batch = load_array_pickle(path)
         data = batch.get("data", batch.get(b"data")) if isinstance(batch, dict) else None
         targets = batch.get("labels", batch.get(b"labels")) if isinstance(batch, dict) else None
-        if data is None or targets is None or getattr(data, "shape", (0, 0))[1:] != (3072,):
-            raise MiaError(f"{path}: not a CIFAR-10 batch (expected data [N, 3072] and labels)")
+        import numpy as np
+
+        if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072
+                and isinstance(targets, (list, tuple, np.ndarray)) and len(targets) == data.shape[0]
+                and all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) and 0 <= t < 10
+                        for t in targets)):
+            raise MiaError(f"{path}: not a CIFAR-10 batch (expected uint8 data [N, 3072] and N labels in 0..9)")
         images.append(torch.from_numpy(data.reshape(-1, 3, 32, 32).copy()))
-        labels.append(torch.tensor(list(targets), dtype=torch.int64))
+        labels.append(torch.tensor([int(t) for t in targets], dtype=torch.int64))
     return torch.cat(images), torch.cat(labels)
 
 

@@ -95,9 +95,10 @@ def decode_pil_state(state: Any, where: str) -> torch.Tensor:
     palette = state[3] if len(state) >= 5 else None
     if isinstance(data, (bytearray, memoryview)):
         data = bytes(data)
-    if not (isinstance(mode, str) and isinstance(size, (tuple, list)) and len(size) == 2 and isinstance(data, bytes)):
+    if not (isinstance(mode, str) and isinstance(size, (tuple, list)) and len(size) == 2 and isinstance(data, bytes)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
         raise MiaError(f"{where}: malformed pickled PIL image")
-    width, height = int(size[0]), int(size[1])
+    width, height = size
     channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1}.get(mode)
     if channels is None:
         raise MiaError(f"{where}: unsupported PIL image mode {mode!r} (use RGB or L)")
@@ -105,9 +106,12 @@ def decode_pil_state(state: Any, where: str) -> torch.Tensor:
         raise MiaError(f"{where}: PIL image data has {len(data)} bytes, expected {width}x{height}x{channels}")
     pixels = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(height, width, channels)
     if mode == "P":
-        if not isinstance(palette, (list, tuple)) or len(palette) < 3:
-            raise MiaError(f"{where}: palette image without a palette")
-        table = torch.tensor([int(v) & 0xFF for v in palette], dtype=torch.uint8)
+        if isinstance(palette, (bytes, bytearray)):
+            palette = list(palette)
+        if not isinstance(palette, (list, tuple)) or len(palette) < 3 \
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in palette):
+            raise MiaError(f"{where}: palette image without a valid palette")
+        table = torch.tensor([v & 0xFF for v in palette], dtype=torch.uint8)
         table = torch.nn.functional.pad(table, (0, max(0, 768 - table.numel())))[:768].view(256, 3)
         pixels = table[pixels[..., 0].long()]
     elif mode in ("LA", "RGBA"):
