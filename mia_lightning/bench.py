@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
+from mia_lightning.io.atomic import atomic_write_json
 from mia_lightning.config.schema import TrainerConfig
 from mia_lightning.data.augment import random_crop_flip
 from mia_lightning.logits.infer import compute_logits
@@ -345,9 +346,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     if args.json == "-":
         print(json.dumps(report, indent=2))
     elif args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report, indent=2) + "\n")
+        path = atomic_write_json(args.json, report)
         console.print(f"results written to {path}")
     return report
 

@@ -44,6 +44,18 @@ def run_mia(*args: str, cwd: Path | None = None, env: dict | None = None, check:
     return proc
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensor ops run 10-30x slower when two OpenMP threads share 2 busy cores with
+    other processes; tests of small attacks use one thread (restored afterwards)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def session_store(tmp_path_factory) -> Path:
     """One store for the session, so tests share the tiny simulated task and its shadows."""

@@ -26,14 +26,7 @@ from mia_lightning.metrics.roc import auc
 FAST = ["threshold", "loss", "lira_online", "lira_offline", "rmia"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """This 2-core box is shared: two OpenMP threads fighting other processes for the
-    cores run tiny ops 10-30x slower than one thread. Scoped to each test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def gen(seed: int = 0) -> torch.Generator:

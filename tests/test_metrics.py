@@ -18,14 +18,7 @@ SCORES = [0.9, 0.8, 0.8, 0.7, 0.6, 0.6, 0.5]
 MEMBER = [1, 1, 0, 1, 0, 0, 1]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """This 2-core box is shared: two OpenMP threads fighting other processes for the
-    cores run tiny ops 10-30x slower than one thread. Scoped to each test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_roc_curve_hand_computed_with_ties():

@@ -13,7 +13,22 @@ from mia_lightning.models.resnet import Normalize, build_resnet18
 from mia_lightning.utils.seeding import derive_seed
 
 
-class ClassifierModule(L.LightningModule):
+class RecipeModule(L.LightningModule):
+    """What the single and the stacked classifier share: the recipe's optimizer and
+    schedule (`self.optimizer_cfg`), and the in-memory training set moved to the device."""
+
+    optimizer_cfg: dict[str, Any]
+
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "to_device"):
+            datamodule.to_device(self.device)
+
+    def configure_optimizers(self) -> Any:
+        return make_optimizers(self, self.optimizer_cfg)
+
+
+class ClassifierModule(RecipeModule):
     """ResNet18 on [0, 1] images; normalisation and augmentation happen on the device.
 
     Augmentation randomness is derived from (seed, global_step), not a global RNG, so a
@@ -53,30 +68,24 @@ class ClassifierModule(L.LightningModule):
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return self.net(inputs)
 
-    def augment(self, images: Tensor) -> Tensor:
+    def augment(self, images: Tensor, step: int) -> Tensor:
+        """The training augmentation of optimizer step `step` (a pure function of seed and step)."""
         if not self.device_augment or (self.crop_padding == 0 and not self.flip):
             return images
         from mia_lightning.data.augment import random_crop_flip
 
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, "augment", self.global_step))
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, "augment", step))
         return random_crop_flip(images, self.crop_padding, self.flip, generator)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
-        logits = self(self.augment(images))
+        logits = self(self.augment(images, self.global_step))
         loss = F.cross_entropy(logits, labels)
         accuracy = (logits.argmax(1) == labels).float().mean()
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
         self.log("train/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
         return loss
 
-    def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "to_device"):
-            datamodule.to_device(self.device)
-
-    def configure_optimizers(self) -> Any:
-        return make_optimizers(self, self.optimizer_cfg)
 
 
 def make_optimizers(module: L.LightningModule, cfg: dict[str, Any]) -> Any:

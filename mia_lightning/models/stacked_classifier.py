@@ -13,19 +13,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from mia_lightning.data.augment import apply_crop_flip, draw_crop_flip
-from mia_lightning.models.classifier import make_optimizers
+from mia_lightning.models.classifier import RecipeModule
 from mia_lightning.models.resnet import Normalize
 from mia_lightning.models.stacked_resnet import StackedResNet18, load_torchvision_state_dicts, stack_inputs
 from mia_lightning.utils.seeding import derive_seed
 
 
-class StackedClassifierModule(L.LightningModule):
+class StackedClassifierModule(RecipeModule):
     """`StackedResNet18` on [G, B, C, H, W] batches in [0, 1]; logits [G, B, num_classes].
 
     `initial_states` (G torchvision state_dicts) sets each model's initial weights; pass
@@ -69,20 +68,20 @@ class StackedClassifierModule(L.LightningModule):
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return self.net(inputs)
 
-    def augment(self, images: Tensor) -> Tensor:
+    def augment(self, images: Tensor, step: int) -> Tensor:
         """Model g's batch gets the crop/flip a single run with seed seeds[g] would give it at this step."""
         if self.crop_padding == 0 and not self.flip:
             return images
         g, b = images.shape[:2]
         draws = [draw_crop_flip(b, self.crop_padding, self.flip,
-                                torch.Generator().manual_seed(derive_seed(seed, "augment", self.global_step)))
+                                torch.Generator().manual_seed(derive_seed(seed, "augment", step)))
                  for seed in self.seeds]
         oy, ox, flips = (torch.cat(parts) for parts in zip(*draws))
         return apply_crop_flip(images.flatten(0, 1), self.crop_padding, oy, ox, flips).view(images.shape)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch  # [G, B, C, H, W], [G, B]
-        logits = self(self.augment(images))
+        logits = self(self.augment(images, self.global_step))
         g, b = labels.shape
         losses = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(g, b).mean(1)
         loss = losses.sum()  # model g's gradient is that of its own mean loss
@@ -91,10 +90,3 @@ class StackedClassifierModule(L.LightningModule):
         self.log("train/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=b)
         return loss
 
-    def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "to_device"):
-            datamodule.to_device(self.device)
-
-    def configure_optimizers(self) -> Any:
-        return make_optimizers(self, self.optimizer_cfg)

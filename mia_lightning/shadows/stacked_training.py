@@ -105,7 +105,8 @@ def fit_stack(spec: StackSpec, run_dir: Path, trainer_cfg: Any, label: str, logg
     for directory in [run_dir, *history_dirs]:
         append_history(directory, {"event": "fit_start", "resume": resume, "label": label, "stack": run_dir.name})
     trainer = build_trainer(run_dir, trainer_cfg, label, spec.recipe["epochs"], logger, callbacks, max_steps)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None,
+                weights_only=True)  # our CheckpointIO loads restricted anyway; say so
     module.to("cpu")
     module.net.to(memory_format=torch.contiguous_format)
     return module

@@ -141,6 +141,7 @@ def fit_classifier(spec: FitSpec, run_dir: Path, trainer_cfg: Any, label: str, l
     resume = last.is_file()
     append_history(run_dir, {"event": "fit_start", "resume": resume, "label": label})
     trainer = build_trainer(run_dir, trainer_cfg, label, spec.recipe["epochs"], logger, callbacks, max_steps)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None,
+                weights_only=True)  # our CheckpointIO loads restricted anyway; say so
     net = module.net.to("cpu").to(memory_format=torch.contiguous_format)
     return net

@@ -26,7 +26,6 @@ ALLOWED_WRITES = {
     ("training/fit.py", "on_train_epoch_end"): "trainer.save_checkpoint goes through AtomicCheckpointIO",
     ("task/tml25_format.py", "write_task_file"): "torch.save into a BytesIO, then atomic_write",
     ("report/plots.py", "save_figure"): "savefig into atomic_path's temp file",
-    ("bench.py", "*"): "the benchmark's own JSON report, not a pipeline artifact (could use atomic_write_json)",
 }
 ALLOWED_READS = {
     ("io/safe_load.py", "safe_torch_load"): "torch.load(weights_only=True) with the allow-list",
