@@ -25,7 +25,7 @@ data:
 	    (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1) || \
 	    echo "warning: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped"; \
 	  else \
-	    echo "note: $(FMNIST_DIR) missing and apt-get unusable; see README (Data) for other ways"; \
+	    echo "note: $(FMNIST_DIR) missing and apt-get unusable; see README (Simulated tasks) for other ways"; \
 	  fi; \
 	fi
 

@@ -91,7 +91,7 @@ def shadow_context(cfg: DictConfig, task: Task, num_models: int) -> ShadowContex
     return ShadowContext(
         store=store, images=images, labels=labels, keep=keep, num_classes=task.num_classes, stem=task.stem,
         mean=task.mean, std=task.std, recipe=recipe, seed=int(cfg.seed), trainer_cfg=cfg.trainer,
-        queries=parse_queries(list(cfg.attack.queries)), inference_batch_size=int(cfg.trainer.inference_batch_size),
+        queries=parse_queries(list(cfg.attack.queries), bool(cfg.shadow.augment.flip)), inference_batch_size=int(cfg.trainer.inference_batch_size),
         inference_device=inference_device(cfg), channels_last=bool(cfg.model.channels_last),
         stack=int(cfg.shadow.stack), fast=bool(cfg.shadow.fast), wait_timeout_s=float(cfg.shadow.wait_timeout_s),
     )

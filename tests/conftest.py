@@ -24,6 +24,7 @@ TINY = [
     "shadow.epochs=4", "shadow.batch_size=32", "shadow.count=2",
     "master.epochs=3", "master.depth=2", "master.width=32", "attack.rmia.num_z=100",
     "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+    "attack.queries=[identity,mirror]",  # auto would be identity alone (no flips): test the mirror too
 ]
 
 

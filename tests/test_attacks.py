@@ -13,7 +13,7 @@ from scipy import stats
 
 from mia_lightning.attacks.base import AttackInputs
 from mia_lightning.attacks.bench import attack_stage_benchmark, synthetic_inputs
-from mia_lightning.attacks.lira import lira_from_phi, lira_offline, lira_online
+from mia_lightning.attacks.lira import lira_from_phi, lira_offline, lira_online, masked_median
 from mia_lightning.attacks.registry import ATTACK_NAMES, run_attacks
 from mia_lightning.attacks.rmia import A_GRID, choose_offline_a, log_prob_from_phi, population_index, rmia, \
     rmia_from_log_probs
@@ -96,48 +96,77 @@ def test_threshold_and_loss_match_direct_softmax():
 # ---------------------------------------------------------------- LiRA
 
 
-def _lira_reference(target_phi, shadow_phi, keep, online, per_example, min_std=1e-3):
-    """Per-point loops with scipy; global std = pooled within-point std (ddof 1 per point)."""
+def _lira_reference(target_phi, shadow_phi, keep, online, per_example, min_std=1e-3, center="median"):
+    """Per-point loops with numpy/scipy, the paper's reference code: centre = np.median of
+    the side's values, global std = np.std of every value on that side (ddof 1 here)."""
     tp, sp, kp = target_phi.numpy(), shadow_phi.numpy(), keep.numpy()
     n_points, n_queries = tp.shape
-    pooled = {}
-    for side in (True, False):
-        num, dof = np.zeros(n_queries), 0
-        for n in range(n_points):
-            vals = sp[kp[:, n] == side, n, :]
-            num += ((vals - vals.mean(0)) ** 2).sum(0)
-            dof += len(vals) - 1
-        pooled[side] = np.sqrt(num / dof)
+    overall = {side: sp.transpose(1, 0, 2)[kp.T == side].std(0, ddof=1) for side in (True, False)}
     scores = np.zeros(n_points)
     for n in range(n_points):
         total = 0.0
         for side, sign in ((True, 1.0), (False, -1.0)):
             vals = sp[kp[:, n] == side, n, :]
-            std = vals.std(0, ddof=1) if per_example else pooled[side]
+            std = vals.std(0, ddof=1) if per_example and len(vals) >= 2 else overall[side]
             std = np.maximum(std, min_std)
+            mid = np.median(vals, 0) if center == "median" else vals.mean(0)
             if online:
-                total += sign * stats.norm.logpdf(tp[n], vals.mean(0), std).sum()
+                total += sign * stats.norm.logpdf(tp[n], mid, std).sum()
             elif not side:
-                total += stats.norm.logcdf(tp[n], vals.mean(0), std).sum()
+                total += stats.norm.logcdf(tp[n], mid, std).sum()
         scores[n] = total
     return scores
 
 
 @pytest.mark.parametrize("online", [True, False])
 @pytest.mark.parametrize("variance", ["per_example", "global"])
-def test_lira_equals_per_point_scipy_reference(online, variance):
-    models, points, queries = 8, 30, 2
+@pytest.mark.parametrize("center", ["median", "mean"])
+@pytest.mark.parametrize("models", [8, 11])
+def test_lira_equals_per_point_scipy_reference(online, variance, center, models):
+    points, queries = 30, 2
+    if models % 2:  # odd K: unequal counts per point, odd and even sides
+        keep = torch.rand(models, points, generator=gen(2)) < 0.5
+        keep[0], keep[1] = True, False  # every point has at least one IN and one OUT shadow
+    else:
+        keep = halves_keep(models, points)
     shadow_phi = 2 * torch.randn(models, points, queries, generator=gen(), dtype=torch.float64)
-    shadow_phi += halves_keep(models, points).unsqueeze(-1) * 1.5
+    shadow_phi += keep.unsqueeze(-1) * 1.5
     target_phi = 2 * torch.randn(points, queries, generator=gen(1), dtype=torch.float64)
-    keep = halves_keep(models, points)
     shadow_phi = shadow_phi.float().double()  # what the logits can carry exactly
     target_phi = target_phi.float().double()
     labels = torch.zeros(points, dtype=torch.long)
     fn = lira_online if online else lira_offline
-    got = fn(logits_for_phi(target_phi), logits_for_phi(shadow_phi), keep, labels, variance=variance)
-    want = _lira_reference(target_phi, shadow_phi, keep, online, variance == "per_example")
+    got = fn(logits_for_phi(target_phi), logits_for_phi(shadow_phi), keep, labels, variance=variance, center=center)
+    want = _lira_reference(target_phi, shadow_phi, keep, online, variance == "per_example", center=center)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-9)
+
+
+def test_lira_median_centre_survives_one_shadow_with_exploding_logits():
+    """One of 8 shadows gives phi ~ +200 on a tenth of the points (a model whose logits blew
+    up there, as seen on the default task). With mean centres those points' OUT mean jumps
+    and they top the ranking whatever the target says; the median keeps the ranking."""
+    target, shadow, keep, member, true_llr, _ = _gaussian_task(points=2000, models=8)
+    spoiled = shadow.clone()
+    outliers = torch.arange(0, 2000, 10)
+    spoiled[7, outliers] = 200.0
+    clean_auc = auc(lira_from_phi(target, shadow, keep, online=True)[0], member)
+    median_scores, notes = lira_from_phi(target, spoiled, keep, online=True, center="median")
+    mean_scores, _ = lira_from_phi(target, spoiled, keep, online=True, center="mean")
+    assert notes["center"] == "median"
+    assert auc(median_scores, member) > clean_auc - 0.03
+    assert auc(mean_scores, member) < auc(median_scores, member) - 0.03
+    top = mean_scores.argsort(descending=True)[:100]
+    assert torch.isin(top, outliers).float().mean() > 0.5  # the spoiled points flood the top of the mean's ranking
+
+
+def test_masked_median_is_numpys_median():
+    values = torch.randn(9, 40, 3, generator=gen(), dtype=torch.float64)
+    mask = torch.rand(9, 40, generator=gen(1)) < 0.5
+    got = masked_median(values, mask)
+    for n in range(40):
+        vals = values[mask[:, n], n].numpy()
+        want = np.median(vals, 0) if len(vals) else np.zeros(3)
+        np.testing.assert_allclose(got[n].numpy(), want, rtol=0, atol=1e-12)
 
 
 def _gaussian_task(points=1500, models=128, queries=1, seed=0):

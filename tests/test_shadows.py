@@ -15,6 +15,7 @@ import torch
 
 from conftest import MIA, REPO, TINY, make_cfg, run_mia
 from mia_lightning.data.augment import mirror_images
+from mia_lightning.errors import MiaError
 from mia_lightning.io.safe_load import safe_torch_load
 from mia_lightning.logits.infer import compute_logits
 from mia_lightning.logits.logits_file import read_logits
@@ -72,6 +73,15 @@ def test_mirror_query_equals_logits_of_flipped_images(shadow_store):
     assert torch.allclose(stored["mirror"], flipped, atol=1e-4)
     assert torch.allclose(stored["identity"], compute_logits(net, Normalize(task.mean, task.std),
                                                              task.pool_images, identity)[:, 0], atol=1e-4)
+
+
+def test_auto_queries_are_the_views_the_models_trained_on():
+    assert [q.name for q in parse_queries(["auto"], train_flip=False)] == ["identity"]
+    assert [q.name for q in parse_queries(["auto"], train_flip=True)] == ["identity", "mirror"]
+    assert [q.name for q in parse_queries(["auto", "shift_1_0"], train_flip=True)] == ["identity", "mirror", "shift_1_0"]
+    with pytest.raises(MiaError, match="duplicate"):
+        parse_queries(["auto", "identity"])
+    assert make_cfg("task=simulate_digits").attack.queries == ["auto"]
 
 
 def test_new_queries_are_added_to_stored_logits_without_training(shadow_store):

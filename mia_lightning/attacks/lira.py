@@ -6,9 +6,12 @@ Gaussian over the shadows that trained on the point (IN) and over those that did
 by the one-sided OUT test log Phi((phi - mu_out) / s_out). Queries (augmentations) are
 independent Gaussians, so their log-terms add.
 
-With few shadows the per-point variance is noise, hence `variance=global`: one std per
-side and query, the pooled within-point std (each point keeps its own mean). Points that
-no shadow saw IN (or OUT) borrow that side's mean as the other side's mean shifted by the
+As in the paper's reference code, each side's per-point centre is the median of its
+values (`center=median`: one shadow with exploding logits, which exact phi does not clip,
+moves a mean by tens of units and puts that point at the top of the ranking), and with
+few shadows the per-point variance is noise, hence `variance=global`: one std per side and
+query over all of that side's values (the paper's `np.std(dat_in)`). Points that no shadow
+saw IN (or OUT) borrow that side's centre as the other side's centre shifted by the
 average IN-OUT gap, so every K >= 1 gives finite scores; K = 0 falls back to phi itself.
 """
 
@@ -25,6 +28,7 @@ from mia_lightning.attacks.signals import model_chunks, true_class_margin
 from mia_lightning.errors import MiaError
 
 VARIANCES = ("auto", "global", "per_example")
+CENTERS = ("median", "mean")
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -33,9 +37,9 @@ class SideFit:
     """Gaussian fit of one side (IN or OUT): per point and query, with global fallbacks."""
 
     count: Tensor  # int64 [N] shadows on this side
-    mean: Tensor  # float64 [N, A]; meaningless where count == 0
-    var: Tensor  # float64 [N, A] unbiased per-point variance; meaningless where count < 2
-    pooled_var: Tensor | None  # float64 [A] pooled within-point variance, None if undefined
+    mean: Tensor  # float64 [N, A] per-point centre (median or mean); meaningless where count == 0
+    var: Tensor  # float64 [N, A] unbiased per-point variance about the mean; meaningless where count < 2
+    global_var: Tensor | None  # float64 [A] variance of all values on this side, None with fewer than 2
     global_mean: Tensor | None  # float64 [A] mean over all values on this side, None if none
 
     @property
@@ -52,25 +56,27 @@ def resolve_variance(variance: str, num_shadows: int, global_below: int) -> str:
     return variance
 
 
-def _pooled_var(resid2: Tensor, count: Tensor, phi: Tensor, mask: Tensor, mean: Tensor | None) -> Tensor | None:
-    """Pooled within-point variance [A]; with every point seen once on this side (K = 1,
-    2), the spread of those values across points; None with fewer than 2 values."""
-    dof = int((count - 1).clamp_min(0).sum())
-    total = int(count.sum())
-    if dof > 0:
-        return resid2.sum(0) / dof
-    if total >= 2:
-        weight = mask.to(torch.float64).unsqueeze(-1)
-        return ((phi - mean).square() * weight).sum((0, 1)) / (total - 1)
-    return None
+def masked_median(values: Tensor, mask: Tensor) -> Tensor:
+    """numpy's median over dim 0 of values [K, N, A] where mask [K, N]: the mean of the two
+    middle values for an even count; 0 where the count is 0."""
+    count = mask.sum(0)
+    ordered = values.masked_fill(~mask.unsqueeze(-1), math.inf).sort(dim=0).values
+    last = max(values.shape[0] - 1, 0)
+    low = ((count - 1).clamp_min(0) // 2).clamp_max(last)
+    high = (count // 2).clamp_max(last)
+    index = torch.stack([low, high]).unsqueeze(-1).expand(2, *values.shape[1:])
+    middle = ordered.gather(0, index).mean(0)
+    return torch.where((count > 0).unsqueeze(-1), middle, torch.zeros_like(middle))
 
 
-def fit_sides(phi: Tensor, keep: Tensor) -> tuple[SideFit, SideFit]:
+def fit_sides(phi: Tensor, keep: Tensor, center: str = "median") -> tuple[SideFit, SideFit]:
     """Gaussian fits of phi [K, N, A] over IN shadows (keep [K, N]) and over OUT shadows.
 
-    Accumulated over chunks of models, so a [64, 40000, 2] input never allocates another
-    tensor of its size.
+    Sums are accumulated over chunks of models, so a [64, 40000, 2] input allocates no
+    other tensor of its size except the sort behind the median.
     """
+    if center not in CENTERS:
+        raise MiaError(f"attack.lira.center must be one of {CENTERS}, got {center!r}")
     num_shadows = phi.shape[0]
     count_in = keep.sum(0)
     count_out = num_shadows - count_in
@@ -93,9 +99,13 @@ def fit_sides(phi: Tensor, keep: Tensor) -> tuple[SideFit, SideFit]:
                                                  (count_out, sum_out, mean_out, resid_out, ~keep)):
         total = int(count.sum())
         global_mean = total_sum.sum(0) / total if total else None
+        global_var = None
+        if total >= 2:  # all values about the global mean: within-point + between-point spread
+            between = ((mean - global_mean).square() * count.unsqueeze(-1)).sum(0)
+            global_var = (resid2.sum(0) + between) / (total - 1)
         var = resid2 / (count - 1).clamp_min(1).unsqueeze(-1)
-        pooled = _pooled_var(resid2, count, phi, mask, global_mean)
-        fits.append(SideFit(count=count, mean=mean, var=var, pooled_var=pooled, global_mean=global_mean))
+        centre = masked_median(phi, mask) if center == "median" else mean
+        fits.append(SideFit(count=count, mean=centre, var=var, global_var=global_var, global_mean=global_mean))
     return fits[0], fits[1]
 
 
@@ -109,10 +119,10 @@ def _mean_gap(inn: SideFit, out: SideFit) -> Tensor:
 
 def _side_std(side: SideFit, other: SideFit, per_example: bool, min_std: float) -> Tensor:
     """Std per point and query [N, A] (or [A] when global), clamped to >= min_std."""
-    pooled = side.pooled_var if side.pooled_var is not None else other.pooled_var
-    if pooled is None:
-        pooled = torch.ones_like(side.mean[0])
-    std = pooled.sqrt()
+    spread = side.global_var if side.global_var is not None else other.global_var
+    if spread is None:
+        spread = torch.ones_like(side.mean[0])
+    std = spread.sqrt()
     if per_example:
         own = side.count >= 2
         std = torch.where(own.unsqueeze(-1), side.var.sqrt(), std.expand_as(side.var))
@@ -130,20 +140,20 @@ def _one_sided(target_phi: Tensor, side: SideFit, other: SideFit, per_example: b
 
 
 def lira_from_phi(target_phi: Tensor, shadow_phi: Tensor, keep: Tensor, *, online: bool, variance: str = "auto",
-                  global_below: int = 64, min_std: float = 1e-3,
+                  global_below: int = 64, min_std: float = 1e-3, center: str = "median",
                   fits: tuple[SideFit, SideFit] | None = None) -> tuple[Tensor, dict[str, Any]]:
     """LiRA scores float64 [N] from phi (target [N, A], shadows [K, N, A]) and keep [K, N].
 
-    `fits` = fit_sides(shadow_phi, keep), when the caller already has them.
+    `fits` = fit_sides(shadow_phi, keep, center), when the caller already has them.
     """
     num_shadows = int(shadow_phi.shape[0])
     mode = resolve_variance(variance, num_shadows, global_below)
     per_example = mode == "per_example"
-    notes: dict[str, Any] = {"variance": mode, "shadows": num_shadows}
+    notes: dict[str, Any] = {"variance": mode, "center": center, "shadows": num_shadows}
     if num_shadows == 0:
         notes["fallback"] = "no shadows: score = phi of the target"
         return target_phi.sum(-1), notes
-    inn, out = fits if fits is not None else fit_sides(shadow_phi, keep)
+    inn, out = fits if fits is not None else fit_sides(shadow_phi, keep, center)
     notes["no_in_points"] = int((inn.count == 0).sum())
     notes["no_out_points"] = int((out.count == 0).sum())
     if out.total == 0:  # every shadow trained on every point: only the IN side exists
@@ -170,14 +180,18 @@ def lira_from_phi(target_phi: Tensor, shadow_phi: Tensor, keep: Tensor, *, onlin
 
 
 def lira_online(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Tensor, *,
-                variance: str = "auto", global_below: int = 64, min_std: float = 1e-3) -> Tensor:
+                variance: str = "auto", global_below: int = 64, min_std: float = 1e-3,
+                center: str = "median") -> Tensor:
     """Online LiRA: sum over queries of log N(phi; IN) - log N(phi; OUT), float64 [N]."""
     return lira_from_phi(true_class_margin(target_logits, labels), true_class_margin(shadow_logits, labels), keep,
-                         online=True, variance=variance, global_below=global_below, min_std=min_std)[0]
+                         online=True, variance=variance, global_below=global_below, min_std=min_std,
+                         center=center)[0]
 
 
 def lira_offline(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Tensor, *,
-                 variance: str = "auto", global_below: int = 64, min_std: float = 1e-3) -> Tensor:
+                 variance: str = "auto", global_below: int = 64, min_std: float = 1e-3,
+                 center: str = "median") -> Tensor:
     """Offline LiRA: sum over queries of log Phi((phi - mu_out) / s_out), float64 [N]."""
     return lira_from_phi(true_class_margin(target_logits, labels), true_class_margin(shadow_logits, labels), keep,
-                         online=False, variance=variance, global_below=global_below, min_std=min_std)[0]
+                         online=False, variance=variance, global_below=global_below, min_std=min_std,
+                         center=center)[0]

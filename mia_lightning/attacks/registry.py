@@ -33,12 +33,12 @@ class SignalCache:
     def __init__(self, inputs: AttackInputs) -> None:
         self.inputs = inputs
         self._phi: dict[tuple[str, float], Tensor] = {}
-        self._fits: tuple[SideFit, SideFit] | None = None
+        self._fits: dict[str, tuple[SideFit, SideFit]] = {}
 
-    def lira_fits(self) -> tuple[SideFit, SideFit]:
-        if self._fits is None:
-            self._fits = fit_sides(self.phi("shadow"), self.inputs.keep)
-        return self._fits
+    def lira_fits(self, center: str) -> tuple[SideFit, SideFit]:
+        if center not in self._fits:
+            self._fits[center] = fit_sides(self.phi("shadow"), self.inputs.keep, center)
+        return self._fits[center]
 
     def phi(self, which: str, temperature: float = 1.0) -> Tensor:
         key = (which, float(temperature))
@@ -66,8 +66,8 @@ def _lira(online: bool) -> Runner:
         cfg = attack.lira
         scores, notes = lira_from_phi(cache.phi("target"), cache.phi("shadow"), inputs.keep, online=online,
                                       variance=str(cfg.variance), global_below=int(cfg.global_below),
-                                      min_std=float(cfg.min_std),
-                                      fits=cache.lira_fits() if inputs.num_shadows else None)
+                                      min_std=float(cfg.min_std), center=str(cfg.center),
+                                      fits=cache.lira_fits(str(cfg.center)) if inputs.num_shadows else None)
         return AttackResult(scores, held_out=False, notes=notes)
     return run
 

@@ -103,6 +103,7 @@ class LiraConfig:
     variance: str = "auto"  # auto (global below global_below shadows) | global | per_example
     global_below: int = 64
     min_std: float = 1e-3
+    center: str = "median"  # per-point centre of each side: median (the paper's code; robust) | mean
 
 
 @dataclass
@@ -121,8 +122,9 @@ class AttackConfig:
     names: list[str] = field(
         default_factory=lambda: ["threshold", "loss", "lira_online", "lira_offline", "rmia", "master"]
     )
-    # identity | mirror | shift_DX_DY | mirror_shift_DX_DY  (DX, DY signed pixel offsets)
-    queries: list[str] = field(default_factory=lambda: ["identity", "mirror"])
+    # auto | identity | mirror | shift_DX_DY | mirror_shift_DX_DY  (DX, DY signed pixel offsets);
+    # auto = identity, + mirror when shadow.augment.flip (query only views the models trained on)
+    queries: list[str] = field(default_factory=lambda: ["auto"])
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     lira: LiraConfig = field(default_factory=LiraConfig)
     rmia: RmiaConfig = field(default_factory=RmiaConfig)

@@ -16,6 +16,7 @@ SCHEDULERS = ("cosine", "none")
 SPLITS = ("halves", "disjoint")
 STEMS = ("auto", "imagenet", "cifar")
 VARIANCES = ("auto", "global", "per_example")
+CENTERS = ("median", "mean")  # attacks.lira.CENTERS, kept here so validation imports no torch
 MASTER_FEATURES = ("softmax", "sorted", "max", "entropy", "loss", "phi")
 MASTER_LABELS = ("shadow", "target_pub")
 EVALS = ("auto", "truth", "pub")
@@ -115,6 +116,7 @@ def validate_config(cfg: Any) -> None:
     if not attack.names:
         raise MiaError("attack.names is empty")
     _choice(attack.lira.variance, VARIANCES, "attack.lira.variance")
+    _choice(attack.lira.center, CENTERS, "attack.lira.center")
     if not attack.lira.min_std > 0:
         raise MiaError("attack.lira.min_std must be > 0")
     if not 0 <= attack.threshold.tau <= 1:
@@ -129,7 +131,7 @@ def validate_config(cfg: Any) -> None:
     _positive(attack.lira.global_below, "attack.lira.global_below", 0)
     from mia_lightning.logits.queries import parse_queries
 
-    parse_queries(list(attack.queries))  # names attack.queries on an unknown or duplicate query
+    parse_queries(list(attack.queries), bool(cfg.shadow.augment.flip))  # names attack.queries on an unknown or duplicate query
     master = cfg.master
     _positive(master.depth, "master.depth", 1)
     _positive(master.epochs, "master.epochs")

@@ -105,7 +105,7 @@ def inputs(target: torch.Tensor, shadows: torch.Tensor, keep: torch.Tensor, labe
 
 
 ATTACK_CFG = OmegaConf.create({"names": list(ATTACK_NAMES), "queries": QUERIES, "threshold": {"tau": 0.95},
-                               "lira": {"variance": "auto", "global_below": 64, "min_std": 1e-3},
+                               "lira": {"variance": "auto", "global_below": 64, "min_std": 1e-3, "center": "median"},
                                "rmia": {"online": True, "gamma": 1.0, "a": 0.3, "tune_a": False, "num_z": 50,
                                         "temperature": 1.0, "tie_break": True}})
 MASTER_CFG = OmegaConf.create({"depth": 1, "widths": None, "width": 8, "epochs": 1, "batch_size": 64, "lr": 1e-3,
