@@ -150,3 +150,17 @@ def test_multirun_over_shadow_only_fills_one_dir_per_job(tiny_task_dir, tmp_path
 def test_slurm_launcher_config_composes_without_slurm():
     out = run_mia("hydra/launcher=slurm", "--cfg", "hydra").stdout
     assert "SlurmLauncher" in out and "gpus_per_node: 1" in out
+
+
+def test_progress_off_a_terminal_is_a_line_per_epoch_not_per_step(tmp_path, tiny_task_dir):
+    """A SLURM log gets the epoch bar redrawn once per epoch, not at every step."""
+    store = tmp_path / "store"
+    shutil.copytree(tiny_task_dir.parent, store / "tasks")
+    args = [a for a in TINY if not a.startswith(("trainer.enable_progress_bar", "shadow.batch_size"))]
+    proc = run_mia(*args, "stage=shadows", "shadow.count=1", "shadow.batch_size=8", f"store.root={store}",
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    redraws = [line for line in proc.stdout.replace("\r", "\n").splitlines() if "shadow_000 (1/1) epoch" in line]
+    epochs, steps_per_epoch = 4, 160 // 8  # TINY: 4 shadow epochs over the 160 points IN shadow 0
+    # a few redraws per epoch (start, end, metrics), never one per step
+    assert epochs <= len(redraws) <= 8 * epochs < epochs * steps_per_epoch, len(redraws)
+    assert f"epoch {epochs}/{epochs}" in redraws[-1]

@@ -86,7 +86,7 @@ class EpochCheckpoint(Checkpoint):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.fast_dev_run:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: resume needs it
 
 
 def build_trainer(run_dir: Path, trainer_cfg: Any, label: str, max_epochs: int, logger: bool = True,
