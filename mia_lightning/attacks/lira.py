@@ -37,7 +37,7 @@ class SideFit:
     """Gaussian fit of one side (IN or OUT): per point and query, with global fallbacks."""
 
     count: Tensor  # int64 [N] shadows on this side
-    mean: Tensor  # float64 [N, A] per-point centre (median or mean); meaningless where count == 0
+    center: Tensor  # float64 [N, A] per-point centre (median or mean); meaningless where count == 0
     var: Tensor  # float64 [N, A] unbiased per-point variance about the mean; meaningless where count < 2
     global_var: Tensor | None  # float64 [A] variance of all values on this side, None with fewer than 2
     global_mean: Tensor | None  # float64 [A] mean over all values on this side, None if none
@@ -105,7 +105,7 @@ def fit_sides(phi: Tensor, keep: Tensor, center: str = "median") -> tuple[SideFi
             global_var = (resid2.sum(0) + between) / (total - 1)
         var = resid2 / (count - 1).clamp_min(1).unsqueeze(-1)
         centre = masked_median(phi, mask) if center == "median" else mean
-        fits.append(SideFit(count=count, mean=centre, var=var, global_var=global_var, global_mean=global_mean))
+        fits.append(SideFit(count=count, center=centre, var=var, global_var=global_var, global_mean=global_mean))
     return fits[0], fits[1]
 
 
@@ -113,7 +113,7 @@ def _mean_gap(inn: SideFit, out: SideFit) -> Tensor:
     """Average mu_in - mu_out per query: over points seen on both sides, else over all values."""
     both = (inn.count > 0) & (out.count > 0)
     if both.any():
-        return (inn.mean[both] - out.mean[both]).mean(0)
+        return (inn.center[both] - out.center[both]).mean(0)
     return inn.global_mean - out.global_mean
 
 
@@ -121,7 +121,7 @@ def _side_std(side: SideFit, other: SideFit, per_example: bool, min_std: float) 
     """Std per point and query [N, A] (or [A] when global), clamped to >= min_std."""
     spread = side.global_var if side.global_var is not None else other.global_var
     if spread is None:
-        spread = torch.ones_like(side.mean[0])
+        spread = torch.ones_like(side.center[0])
     std = spread.sqrt()
     if per_example:
         own = side.count >= 2
@@ -136,7 +136,7 @@ def _gaussian_logpdf(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 def _one_sided(target_phi: Tensor, side: SideFit, other: SideFit, per_example: bool, min_std: float) -> Tensor:
     """sum_a log Phi((phi - mu) / s) with the side's own per-point mean (all points have one)."""
     std = _side_std(side, other, per_example, min_std)
-    return torch.special.log_ndtr((target_phi - side.mean) / std).sum(-1)
+    return torch.special.log_ndtr((target_phi - side.center) / std).sum(-1)
 
 
 def lira_from_phi(target_phi: Tensor, shadow_phi: Tensor, keep: Tensor, *, online: bool, variance: str = "auto",
@@ -165,8 +165,8 @@ def lira_from_phi(target_phi: Tensor, shadow_phi: Tensor, keep: Tensor, *, onlin
         return _one_sided(target_phi, out, inn, per_example, min_std), notes
     gap = _mean_gap(inn, out)
     has_in, has_out = (inn.count > 0).unsqueeze(-1), (out.count > 0).unsqueeze(-1)
-    mu_in = torch.where(has_in, inn.mean, out.mean + gap)
-    mu_out = torch.where(has_out, out.mean, inn.mean - gap)
+    mu_in = torch.where(has_in, inn.center, out.center + gap)
+    mu_out = torch.where(has_out, out.center, inn.center - gap)
     std_out = _side_std(out, inn, per_example, min_std)
     if not per_example:
         notes["std_out"] = [float(v) for v in std_out]
