@@ -87,7 +87,6 @@ class ClassifierModule(RecipeModule):
         return loss
 
 
-
 def make_optimizers(module: L.LightningModule, cfg: dict[str, Any]) -> Any:
     """The recipe's optimizer over `module.parameters()` and its per-step schedule (shared with stacks)."""
     name = cfg.get("name", "sgd")

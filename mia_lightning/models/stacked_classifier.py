@@ -89,4 +89,3 @@ class StackedClassifierModule(RecipeModule):
         self.log("train/loss", losses.detach().mean(), on_step=False, on_epoch=True, prog_bar=True, batch_size=b)
         self.log("train/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=b)
         return loss
-
