@@ -46,6 +46,14 @@ def hydra_main(cfg: DictConfig) -> float | None:
             raise
         print(f"mia: error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
+    except SystemExit as error:
+        # Lightning turns SIGTERM during training into SystemExit() (status 0): a preempted
+        # cluster job would look successful. Report it as the signal it was (128 + 15), here
+        # in the task function, which submitit's jobs call directly (they never reach `main`).
+        if type(error).__name__ != "SIGTERMException":
+            raise
+        print("mia: terminated (SIGTERM); rerun the same command to resume", file=sys.stderr)
+        sys.exit(143)
 
 
 def _debug() -> bool:
@@ -78,13 +86,6 @@ def main() -> None:
     except KeyboardInterrupt:
         print("mia: interrupted; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
-    except SystemExit as error:
-        # Lightning turns SIGTERM during training into SystemExit() (status 0): a preempted
-        # cluster job would look successful. Report it as the signal it was (128 + 15).
-        if type(error).__name__ != "SIGTERMException":
-            raise
-        print("mia: terminated (SIGTERM); rerun the same command to resume", file=sys.stderr)
-        sys.exit(143)
     except Exception as error:  # config composition and override errors from Hydra/OmegaConf
         if debug or not _is_config_error(error):
             raise

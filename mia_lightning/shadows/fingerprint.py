@@ -18,9 +18,10 @@ from torch import Tensor
 def tensor_digest(*tensors: Tensor) -> str:
     hasher = hashlib.sha256()
     for tensor in tensors:
-        data = tensor.detach().cpu().contiguous().reshape(-1)
+        data = tensor.detach().cpu().contiguous()
         hasher.update(str(data.dtype).encode() + str(list(data.shape)).encode())
-        hasher.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        flat = data.reshape(-1)  # a 0-dim tensor cannot be viewed as bytes; its shape is hashed above
+        hasher.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
     return hasher.hexdigest()
 
 
