@@ -100,15 +100,15 @@ class StepTimer(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # type: ignore[override]
         if not self.stamps:
-            _sync(self.device)
+            sync_device(self.device)
             self.stamps.append(time.perf_counter())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[override]
-        _sync(self.device)
+        sync_device(self.device)
         self.stamps.append(time.perf_counter())
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -156,7 +156,7 @@ def hand_loop(setup: Setup) -> tuple[list[float], float]:
     std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
     generator = torch.Generator().manual_seed(0)
     augment = aug["crop_padding"] > 0 or aug["flip"]
-    _sync(device)
+    sync_device(device)
     stamps = [time.perf_counter()]
     while len(stamps) <= steps:
         order = torch.randperm(len(labels), generator=generator).to(device)
@@ -172,7 +172,7 @@ def hand_loop(setup: Setup) -> tuple[list[float], float]:
             loss.backward()
             optimizer.step()
             scheduler.step()
-            _sync(device)
+            sync_device(device)
             stamps.append(time.perf_counter())
             if len(stamps) > steps:
                 break
@@ -231,10 +231,10 @@ def inference(setup: Setup, repeats: int, batch_size: int) -> dict[str, float]:
     compute_logits(net, normalize, setup.images[:batch_size], queries, batch_size, setup.device)  # warm-up
     times = []
     for _ in range(repeats):
-        _sync(setup.device)
+        sync_device(setup.device)
         start = time.perf_counter()
         compute_logits(net, normalize, setup.images, queries, batch_size, setup.device)
-        _sync(setup.device)
+        sync_device(setup.device)
         times.append(time.perf_counter() - start)
     n = len(setup.images)
     return {"images_per_s": n / min(times), "images_per_s_median": n / statistics.median(times),
@@ -242,10 +242,8 @@ def inference(setup: Setup, repeats: int, batch_size: int) -> dict[str, float]:
 
 
 def attack_stage(threads: int | None) -> dict[str, Any]:
-    try:
-        from mia_lightning.attacks.bench import attack_stage_benchmark
-    except ImportError as error:  # pragma: no cover - the attacks package is part of the framework
-        return {"error": f"mia_lightning.attacks.bench unavailable: {error}"}
+    from mia_lightning.attacks.bench import attack_stage_benchmark
+
     timings = attack_stage_benchmark(num_shadows=64, num_points=40000, queries=2, classes=44, threads=threads)
     return {"seconds": timings, "target_s": 2.0, "met": timings["total"] < 2.0,
             "case": "64 shadows x 40000 points x 2 queries x 44 classes"}
@@ -431,9 +429,6 @@ def _print(console: Any, report: dict[str, Any]) -> None:
                   f"{infer['images_per_s']:.1f} img/s (best of {infer['repeats']}), {infer['images_per_s_median']:.1f} median")
     attack = report["attack"]
     if attack is None:
-        return
-    if "error" in attack:
-        console.print(f"attack stage: {attack['error']}")
         return
     seconds = attack["seconds"]
     parts = ", ".join(f"{k} {v:.2f}" for k, v in seconds.items() if k != "total")

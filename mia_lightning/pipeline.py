@@ -161,10 +161,10 @@ def run_pipeline(cfg: DictConfig, run_dir: Path) -> float | None:
                    "shadow.count or attack.queries", limit_gb)
     if stage in ("shadows", "all"):
         if not all(ctx.store.is_done(i) for i in indices):
-            check_fits(training_bytes(task.pool_size, int(cfg.task.image_size), int(cfg.shadow.batch_size),
-                                      task.stem, max(1, int(cfg.shadow.stack))),
+            check_fits(training_bytes(task.pool_size, int(cfg.task.image_size), int(ctx.recipe["batch_size"]),
+                                      task.stem, ctx.stack),
                        "shadow training (the in-memory pool, one batch per model, weights and optimizer state)",
-                       "shadow.batch_size or shadow.stack", limit_gb, inference_device(cfg))
+                       "shadow.batch_size or shadow.stack", limit_gb, ctx.inference_device)
         started = time.monotonic()
         ensure_shadows(ctx, indices)
         run.timed("shadows", started)

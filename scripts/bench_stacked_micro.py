@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mia_lightning.bench import sync_device
 from mia_lightning.models.resnet import build_resnet18
 from mia_lightning.models.stacked_resnet import StackedResNet18, VmapResNet18, stack_inputs
 
@@ -36,11 +37,6 @@ class Variant:
     g: int
     step: Callable[[], None]
     times: list[float] = field(default_factory=list)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def make_variant(name: str, g: int, args: argparse.Namespace, device: torch.device) -> Variant:
@@ -106,10 +102,10 @@ def main() -> None:
             v.step()
     for _ in range(args.steps):
         for v in variants:
-            _sync(device)
+            sync_device(device)
             start = time.perf_counter()
             v.step()
-            _sync(device)
+            sync_device(device)
             v.times.append(time.perf_counter() - start)
 
     base = args.batch / min(variants[0].times)

@@ -22,11 +22,7 @@ COUNT=${COUNT:-64}
 export MIA_STORE=${MIA_STORE:-$PWD/outputs/store}  # on a filesystem every node sees
 MIA=${MIA:-mia}
 
-launch=(hydra/launcher=slurm trainer=gpu)
-[[ -n ${PARTITION:-} ]] && launch+=("hydra.launcher.partition=$PARTITION")
-[[ -n ${ACCOUNT:-} ]] && launch+=("hydra.launcher.account=$ACCOUNT")
-[[ -n ${QOS:-} ]] && launch+=("hydra.launcher.qos=$QOS")
-[[ -n ${TIMEOUT_MIN:-} ]] && launch+=("hydra.launcher.timeout_min=$TIMEOUT_MIN")
+source "$(dirname "$0")/slurm_launch.sh"  # launch=(hydra/launcher=slurm trainer=gpu ...)
 
 echo "store: $MIA_STORE"
 # 0. the task (simulated once, or just checked), so the array's jobs do not all wait on it

@@ -4,7 +4,7 @@
 #
 #   scripts/study.sh study_shadow_count                      # on this machine, one job at a time
 #   LAUNCHER=submitit_local scripts/study.sh study_attacks   # parallel processes on this machine
-#   LAUNCHER=slurm PARTITION=gpu scripts/study.sh study_master task=simulate_cifar10
+#   LAUNCHER=slurm PARTITION=gpu scripts/study.sh study_master task=simulate_cifar10   # also ACCOUNT, QOS, TIMEOUT_MIN
 #
 # Extra arguments are mia overrides for every step (e.g. a task). The study's table,
 # summary.csv and summary.png land in outputs/multirun/<study>/<date_time>/.
@@ -28,11 +28,7 @@ launch=()
 case $LAUNCHER in
   basic) ;;
   submitit_local) launch=(hydra/launcher=submitit_local) ;;
-  slurm)
-    launch=(hydra/launcher=slurm trainer=gpu)
-    [[ -n ${PARTITION:-} ]] && launch+=("hydra.launcher.partition=$PARTITION")
-    [[ -n ${ACCOUNT:-} ]] && launch+=("hydra.launcher.account=$ACCOUNT")
-    ;;
+  slurm) source "$(dirname "$0")/slurm_launch.sh" ;;  # launch=(hydra/launcher=slurm trainer=gpu ...)
   *) echo "LAUNCHER must be basic, submitit_local or slurm" >&2; exit 2 ;;
 esac
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +28,19 @@ TINY = [
     "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
     "attack.queries=[identity,mirror]",  # auto would be identity alone (no flips): test the mirror too
 ]
+
+
+def fit_starts(shadow_dir: Path) -> list[dict]:
+    """The `fit_start` events of one shadow's `history.jsonl`: how often it was (re)trained."""
+    path = shadow_dir / "history.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return [event for event in map(json.loads, lines) if event["event"] == "fit_start"]
+
+
+def fresh_store(tiny_task_dir: Path, root: Path) -> Path:
+    """A new store root holding a copy of the simulated tiny task (and nothing else)."""
+    shutil.copytree(tiny_task_dir.parent, root / "tasks")
+    return root
 
 
 def make_cfg(*overrides: str) -> DictConfig:

@@ -88,7 +88,7 @@ def test_threshold_and_loss_match_direct_softmax():
     probs = torch.softmax(logits[:, 0].double(), -1)
     assert torch.allclose(threshold_scores(logits), probs.max(-1).values, atol=1e-12)
     want_loss = torch.log(probs[torch.arange(200), labels])
-    assert torch.allclose(loss_scores(logits, None, None, labels), want_loss, atol=1e-10)
+    assert torch.allclose(loss_scores(logits, labels), want_loss, atol=1e-10)
     scores, notes = threshold_attack(logits, tau=0.6)
     assert notes["fraction_over_tau"] == pytest.approx(float((probs.max(-1).values >= 0.6).double().mean()))
 

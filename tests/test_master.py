@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 from torch import nn
 
+from conftest import make_cfg
 import mia_lightning.attacks.master as master_module
 from mia_lightning.attacks.master import assign_folds, fit_master, master_attack
 from mia_lightning.config.schema import MasterConfig, TrainerConfig
 from mia_lightning.data.features import build_features, feature_dim
 from mia_lightning.errors import MiaError
 from mia_lightning.metrics.roc import auc
-from mia_lightning.models.master import SEED_FEATURES, SEED_WIDTHS, MasterMLP, hidden_widths, seed_preset
+from mia_lightning.models.master import MasterMLP, hidden_widths
 
 TRAINER = TrainerConfig(enable_progress_bar=False)
 
@@ -44,14 +43,15 @@ def separable_task(points=400, models=4, classes=4, seed=0):
 
 
 def test_seed_preset_layer_sizes():
-    master = seed_preset(MasterConfig())
-    assert master.widths == [44, 64, 128, 180, 150, 105, 64, 32]
+    """`master=seed` is the seed's 46 -> 44 -> 64 -> 128 -> 180 -> 150 -> 105 -> 64 -> 32 -> 2."""
+    master = make_cfg("master=seed").master
+    assert list(master.widths) == [44, 64, 128, 180, 150, 105, 64, 32]
     assert feature_dim(master.features, classes=44, queries=1) == 46
     model = MasterMLP(46, hidden_widths(master))
     linear = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
-    sizes = [46, *SEED_WIDTHS, 2]
+    sizes = [46, *master.widths, 2]
     assert linear == list(zip(sizes[:-1], sizes[1:]))
-    assert list(SEED_FEATURES) == master.features
+    assert sorted(master.features) == ["loss", "max", "softmax"]  # 44 softmax values + loss + max
 
 
 def test_widths_schedule_from_depth_and_width():
@@ -155,4 +155,3 @@ def test_master_refuses_unusable_setups():
     with pytest.raises(MiaError, match="known members"):
         master_attack(target, shadows, keep, labels, no_members, master=MasterConfig(labels="target_pub"),
                       trainer=TRAINER, seed=0)
-    assert dataclasses.is_dataclass(seed_preset(MasterConfig()))

@@ -25,10 +25,9 @@ import torch
 from torch import Tensor
 
 from mia_lightning.attacks.signals import model_chunks, true_class_margin
+from mia_lightning.config.validate import CENTERS, VARIANCES
 from mia_lightning.errors import MiaError
 
-VARIANCES = ("auto", "global", "per_example")
-CENTERS = ("median", "mean")
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -179,19 +178,23 @@ def lira_from_phi(target_phi: Tensor, shadow_phi: Tensor, keep: Tensor, *, onlin
     return llr.sum(-1), notes
 
 
+def _lira_from_logits(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Tensor, *, online: bool,
+                      **settings: Any) -> Tensor:
+    return lira_from_phi(true_class_margin(target_logits, labels), true_class_margin(shadow_logits, labels), keep,
+                         online=online, **settings)[0]
+
+
 def lira_online(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Tensor, *,
                 variance: str = "auto", global_below: int = 64, min_std: float = 1e-3,
                 center: str = "median") -> Tensor:
     """Online LiRA: sum over queries of log N(phi; IN) - log N(phi; OUT), float64 [N]."""
-    return lira_from_phi(true_class_margin(target_logits, labels), true_class_margin(shadow_logits, labels), keep,
-                         online=True, variance=variance, global_below=global_below, min_std=min_std,
-                         center=center)[0]
+    return _lira_from_logits(target_logits, shadow_logits, keep, labels, online=True, variance=variance,
+                             global_below=global_below, min_std=min_std, center=center)
 
 
 def lira_offline(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Tensor, *,
                  variance: str = "auto", global_below: int = 64, min_std: float = 1e-3,
                  center: str = "median") -> Tensor:
     """Offline LiRA: sum over queries of log Phi((phi - mu_out) / s_out), float64 [N]."""
-    return lira_from_phi(true_class_margin(target_logits, labels), true_class_margin(shadow_logits, labels), keep,
-                         online=False, variance=variance, global_below=global_below, min_std=min_std,
-                         center=center)[0]
+    return _lira_from_logits(target_logits, shadow_logits, keep, labels, online=False, variance=variance,
+                             global_below=global_below, min_std=min_std, center=center)

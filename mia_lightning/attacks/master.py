@@ -19,12 +19,13 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
-from mia_lightning.data.features import FeatureDataModule, build_features, check_features, shadow_table
+from mia_lightning.config.validate import MASTER_LABELS as LABEL_MODES
+from mia_lightning.data.features import FeatureDataModule, build_features, check_features, feature_dim, shadow_table
 from mia_lightning.errors import MiaError
 from mia_lightning.models.master import MasterMLP, hidden_widths
+from mia_lightning.training.fit import trainer_kwargs
 from mia_lightning.utils.seeding import derive_seed
 
-LABEL_MODES = ("shadow", "target_pub")
 
 
 def _single_device(devices: Any) -> Any:
@@ -42,11 +43,8 @@ def build_trainer(trainer_cfg: Any, epochs: int, log_dir: Path | None, version: 
     if log_dir is not None:
         logger = TensorBoardLogger(save_dir=str(log_dir), name="master", version=version, default_hp_metric=False)
     return L.Trainer(
-        accelerator=getattr(trainer_cfg, "accelerator", "cpu"),
-        devices=_single_device(getattr(trainer_cfg, "devices", 1)),
-        precision=getattr(trainer_cfg, "precision", "32-true"),
-        enable_progress_bar=bool(getattr(trainer_cfg, "enable_progress_bar", True)),
-        log_every_n_steps=int(getattr(trainer_cfg, "log_every_n_steps", 10)),
+        **{**trainer_kwargs(trainer_cfg), "devices": _single_device(trainer_cfg.devices), "strategy": "auto"},
+        enable_progress_bar=bool(trainer_cfg.enable_progress_bar),
         logger=logger,
         max_epochs=int(epochs),
         enable_checkpointing=False,
@@ -150,13 +148,5 @@ def master_attack(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, la
     else:
         raise MiaError(f"master.labels must be one of {LABEL_MODES}, got {mode!r}")
     notes.update(extra)
-    notes["input_dim"] = int(build_features(target_logits[:1], labels[:1], names).shape[1]) if labels.numel() else 0
+    notes["input_dim"] = feature_dim(names, target_logits.shape[-1], target_logits.shape[1]) if labels.numel() else 0
     return scores, held_out, notes
-
-
-def master_scores(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Tensor, *,
-                  known_membership: Tensor, master: Any, trainer: Any, seed: int = 0,
-                  log_dir: Path | None = None) -> Tensor:
-    """The master attack as a plain scoring function, float64 [N]."""
-    return master_attack(target_logits, shadow_logits, keep, labels, known_membership, master=master,
-                         trainer=trainer, seed=seed, log_dir=log_dir)[0]

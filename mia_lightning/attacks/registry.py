@@ -21,10 +21,10 @@ from mia_lightning.attacks.rmia import log_prob_from_phi, population_index, rmia
 from mia_lightning.attacks.signals import true_class_margin
 from mia_lightning.attacks.threshold import loss_scores, threshold_attack
 from mia_lightning.config.schema import AttackConfig, MasterConfig, TrainerConfig
+from mia_lightning.config.validate import ATTACK_NAMES
 from mia_lightning.errors import MiaError
 from mia_lightning.utils.seeding import derive_seed
 
-ATTACK_NAMES = ("threshold", "loss", "lira_online", "lira_offline", "rmia", "master")
 
 
 class SignalCache:
@@ -58,7 +58,7 @@ def _threshold(inputs: AttackInputs, cache: SignalCache, attack: Any, *_: Any) -
 
 
 def _loss(inputs: AttackInputs, cache: SignalCache, attack: Any, *_: Any) -> AttackResult:
-    return AttackResult(loss_scores(inputs.target_logits, None, None, inputs.labels), held_out=False, notes={})
+    return AttackResult(loss_scores(inputs.target_logits, inputs.labels), held_out=False, notes={})
 
 
 def _lira(online: bool) -> Runner:

@@ -13,8 +13,7 @@ from torch import Tensor
 from mia_lightning.attacks.signals import max_confidence, true_class_log_prob
 
 
-def threshold_scores(target_logits: Tensor, shadow_logits: Tensor | None = None, keep: Tensor | None = None,
-                     labels: Tensor | None = None) -> Tensor:
+def threshold_scores(target_logits: Tensor) -> Tensor:
     """Max softmax confidence of the target on the identity query, float64 [N]."""
     return max_confidence(target_logits[:, 0])
 
@@ -26,6 +25,6 @@ def threshold_attack(target_logits: Tensor, *, tau: float) -> tuple[Tensor, dict
     return scores, {"tau": float(tau), "fraction_over_tau": over}
 
 
-def loss_scores(target_logits: Tensor, shadow_logits: Tensor | None, keep: Tensor | None, labels: Tensor) -> Tensor:
+def loss_scores(target_logits: Tensor, labels: Tensor) -> Tensor:
     """Minus the target's cross-entropy on the true label (Yeom et al.), float64 [N]."""
     return true_class_log_prob(target_logits[:, :1], labels)[:, 0]

@@ -16,7 +16,7 @@ SCHEDULERS = ("cosine", "none")
 SPLITS = ("halves", "disjoint")
 STEMS = ("auto", "imagenet", "cifar")
 VARIANCES = ("auto", "global", "per_example")
-CENTERS = ("median", "mean")  # attacks.lira.CENTERS, kept here so validation imports no torch
+CENTERS = ("median", "mean")
 MASTER_FEATURES = ("softmax", "sorted", "max", "entropy", "loss", "phi")
 MASTER_LABELS = ("shadow", "target_pub")
 EVALS = ("auto", "truth", "pub")
@@ -29,7 +29,7 @@ def _choice(value: Any, options: tuple[str, ...], key: str) -> None:
 
 
 def _positive(value: Any, key: str, minimum: float = 1) -> None:
-    if value < minimum:
+    if not value >= minimum:  # NaN fails too
         raise MiaError(f"{key} must be >= {minimum}, got {value}")
 
 
@@ -141,8 +141,7 @@ def validate_config(cfg: Any) -> None:
     _positive(master.max_samples, "master.max_samples")
     if not master.lr > 0:
         raise MiaError(f"master.lr must be > 0, got {master.lr}")
-    if not master.weight_decay >= 0:
-        raise MiaError(f"master.weight_decay must be >= 0, got {master.weight_decay}")
+    _positive(master.weight_decay, "master.weight_decay", 0)
     if master.widths is not None:
         if not master.widths or any(w < 1 for w in master.widths):
             raise MiaError(f"master.widths must be positive integers, got {list(master.widths)}")
@@ -158,5 +157,4 @@ def validate_config(cfg: Any) -> None:
     _positive(cfg.trainer.log_every_n_steps, "trainer.log_every_n_steps")
     if not cfg.trainer.max_memory_gb >= 0:
         raise MiaError(f"trainer.max_memory_gb must be >= 0 (0 = read from the machine), got {cfg.trainer.max_memory_gb}")
-    if not shadow.wait_timeout_s >= 0:
-        raise MiaError(f"shadow.wait_timeout_s must be >= 0, got {shadow.wait_timeout_s}")
+    _positive(shadow.wait_timeout_s, "shadow.wait_timeout_s", 0)

@@ -22,10 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mia_lightning.utils.seeding import derive_seed
+
 __all__ = [
-    "draw_crop_flip", "random_crop_flip", "apply_crop_flip", "random_crop_flip_reference", "crop_flip_one",
+    "augment_generator", "draw_crop_flip", "random_crop_flip", "apply_crop_flip", "random_crop_flip_reference", "crop_flip_one",
     "shift_images", "mirror_images",
 ]
+
+
+def augment_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of optimizer step `step`'s crop/flip draws for a model seeded `seed`: the
+    single, stacked and plain paths all draw from it, so they augment identically."""
+    return torch.Generator().manual_seed(derive_seed(seed, "augment", step))
 
 
 def draw_crop_flip(batch: int, crop_padding: int, flip: bool, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:

@@ -16,11 +16,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from mia_lightning.attacks.signals import entropy, true_class_log_prob, true_class_margin
-from mia_lightning.data.memory import EpochBatchSampler, TensorBatches
+from mia_lightning.config.validate import MASTER_FEATURES as FEATURES
+from mia_lightning.data.memory import EpochBatchSampler, TensorBatches, rank_and_world
 from mia_lightning.errors import MiaError
 from mia_lightning.utils.seeding import derive_seed
 
-FEATURES = ("softmax", "sorted", "max", "entropy", "loss", "phi")
 
 
 def check_features(names: Sequence[str]) -> list[str]:
@@ -87,9 +87,7 @@ class FeatureDataModule(L.LightningDataModule):
         self.seed = int(seed)
 
     def train_dataloader(self) -> DataLoader:
-        rank, world = 0, 1
-        if self.trainer is not None:
-            rank, world = self.trainer.global_rank, self.trainer.world_size
+        rank, world = rank_and_world(self.trainer)
         sampler = EpochBatchSampler(len(self.targets), self.batch_size, self.seed, rank, world)
         return DataLoader(TensorBatches(self.features, self.targets), batch_size=None, sampler=sampler,
                           num_workers=0)

@@ -13,8 +13,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
-from mia_lightning.data.augment import crop_flip_one, draw_crop_flip
+from mia_lightning.data.augment import augment_generator, crop_flip_one, draw_crop_flip
 from mia_lightning.utils.seeding import derive_seed
+
+
+def rank_and_world(trainer: L.Trainer | None) -> tuple[int, int]:
+    """(global rank, world size) of the trainer a DataModule is attached to; (0, 1) alone."""
+    return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
 
 class EpochBatchSampler(Sampler[Tensor]):
@@ -80,9 +85,7 @@ class InMemoryDataModule(L.LightningDataModule):
         self.labels = self.labels.to(device, non_blocking=True)
 
     def train_dataloader(self) -> DataLoader:
-        rank, world = 0, 1
-        if self.trainer is not None:
-            rank, world = self.trainer.global_rank, self.trainer.world_size
+        rank, world = rank_and_world(self.trainer)
         sampler = EpochBatchSampler(len(self.labels), self.batch_size, self.seed, rank, world)
         return DataLoader(TensorBatches(self.images, self.labels), batch_size=None, sampler=sampler, num_workers=0)
 
@@ -106,9 +109,6 @@ class KeyedBatchSampler(Sampler[list]):
     def __init__(self, batches: EpochBatchSampler) -> None:
         # named `sampler` because Lightning calls `dataloader.batch_sampler.sampler.set_epoch(epoch)`
         self.sampler = batches
-
-    def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
 
     def __iter__(self):
         per_epoch = len(self.sampler)
@@ -137,8 +137,8 @@ class AugmentedTensorDataset(TensorDataset):
 
     def _params(self, step: int, batch_len: int) -> tuple[Tensor, Tensor, Tensor]:
         if self._draws is None or self._draws[0] != step:
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, "augment", step))
-            self._draws = (step, draw_crop_flip(batch_len, self.crop_padding, self.flip, generator))
+            draws = draw_crop_flip(batch_len, self.crop_padding, self.flip, augment_generator(self.seed, step))
+            self._draws = (step, draws)
         return self._draws[1]
 
     def __getitem__(self, key):  # type: ignore[override]

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mia_lightning.data.memory import EpochBatchSampler
+from mia_lightning.data.memory import EpochBatchSampler, rank_and_world
 
 
 def batch_plan(num_items: int, batch_size: int, world_size: int = 1) -> tuple[int, ...]:
@@ -43,11 +43,9 @@ class StackedBatchSampler(Sampler[Tensor]):
             raise ValueError(f"stacked models need the same batches per epoch; IN-set sizes {list(sizes)} "
                              f"give different plans at batch size {batch_size}")
         self.samplers = [EpochBatchSampler(n, batch_size, s, rank, world_size) for n, s in zip(sizes, seeds)]
-        self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at the start of every epoch."""
-        self.epoch = epoch
         for sampler in self.samplers:
             sampler.set_epoch(epoch)
 
@@ -103,9 +101,7 @@ class StackedMemoryDataModule(L.LightningDataModule):
         self.member_index = self.member_index.to(device, non_blocking=True)
 
     def train_dataloader(self) -> DataLoader:
-        rank, world = 0, 1
-        if self.trainer is not None:
-            rank, world = self.trainer.global_rank, self.trainer.world_size
+        rank, world = rank_and_world(self.trainer)
         sampler = StackedBatchSampler(self.sizes, self.batch_size, self.seeds, rank, world)
         return DataLoader(StackedTensorBatches(self.images, self.labels, self.member_index), batch_size=None,
                           sampler=sampler, num_workers=0)

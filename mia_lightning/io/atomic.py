@@ -66,12 +66,9 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
-def remove_stale_temps(directory: str | os.PathLike) -> int:
+def remove_stale_temps(directory: str | os.PathLike) -> None:
     """Delete the `.tmp-*` files a killed writer left under `directory` (call only while holding
-    the directory's lock, so that no live writer's temp file is removed); returns how many."""
-    removed = 0
+    the directory's lock, so that no live writer's temp file is removed)."""
     for stale in Path(directory).rglob(".tmp-*"):
         if stale.is_file():
             stale.unlink(missing_ok=True)
-            removed += 1
-    return removed

@@ -7,17 +7,30 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from mia_lightning.models.resnet import Normalize, build_resnet18
-from mia_lightning.utils.seeding import derive_seed
 
 
 class RecipeModule(L.LightningModule):
-    """What the single and the stacked classifier share: the recipe's optimizer and
-    schedule (`self.optimizer_cfg`), and the in-memory training set moved to the device."""
+    """What the single and the stacked classifier share: the network with its input
+    normalisation and memory format, the recipe's augmentation, optimizer and schedule, and
+    the in-memory training set moved to the device."""
 
-    optimizer_cfg: dict[str, Any]
+    def init_recipe(self, net: nn.Module, mean: list[float], std: list[float], optimizer: dict[str, Any],
+                    augment: dict[str, Any], channels_last: bool) -> None:
+        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
+        self.normalize = Normalize(mean, std)
+        self.optimizer_cfg = dict(optimizer)
+        self.crop_padding = int(augment.get("crop_padding", 0))
+        self.flip = bool(augment.get("flip", False))
+        self.channels_last = channels_last
+
+    def run_net(self, inputs: Tensor) -> Tensor:
+        """The network on normalised inputs, in its memory format."""
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return self.net(inputs)
 
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -51,31 +64,20 @@ class ClassifierModule(RecipeModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.net = build_resnet18(num_classes, stem)
-        self.normalize = Normalize(mean, std)
-        self.optimizer_cfg = dict(optimizer)
-        self.crop_padding = int(augment.get("crop_padding", 0))
-        self.flip = bool(augment.get("flip", False))
+        self.init_recipe(build_resnet18(num_classes, stem), mean, std, optimizer, augment, channels_last)
         self.seed = seed
-        self.channels_last = channels_last
         self.device_augment = device_augment
-        if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor) -> Tensor:
-        inputs = self.normalize(images)
-        if self.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return self.net(inputs)
+        return self.run_net(self.normalize(images))
 
     def augment(self, images: Tensor, step: int) -> Tensor:
         """The training augmentation of optimizer step `step` (a pure function of seed and step)."""
         if not self.device_augment or (self.crop_padding == 0 and not self.flip):
             return images
-        from mia_lightning.data.augment import random_crop_flip
+        from mia_lightning.data.augment import augment_generator, random_crop_flip
 
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, "augment", step))
-        return random_crop_flip(images, self.crop_padding, self.flip, generator)
+        return random_crop_flip(images, self.crop_padding, self.flip, augment_generator(self.seed, step))
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch

@@ -7,8 +7,6 @@ model carries its own normalisation and scoring needs nothing else.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,12 +16,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mia_lightning.errors import MiaError
-
-# The seed solution's network 46 -> 44 -> 64 -> 128 -> 180 -> 150 -> 105 -> 64 -> 32 -> 2:
-# its hidden widths. 46 inputs = 44 softmax values + max + loss on the identity query.
-SEED_WIDTHS = (44, 64, 128, 180, 150, 105, 64, 32)
-SEED_FEATURES = ("softmax", "max", "loss")
-
 
 def hidden_widths(master: Any) -> list[int]:
     """master.widths when given, else master.depth layers of master.width units."""
@@ -37,15 +29,6 @@ def hidden_widths(master: Any) -> list[int]:
     if any(w < 1 for w in widths):
         raise MiaError(f"master.widths must be positive, got {widths}")
     return widths
-
-
-def seed_preset(master: Any) -> Any:
-    """A copy of a master config (dataclass or DictConfig) set to the seed's architecture."""
-    if dataclasses.is_dataclass(master):
-        return dataclasses.replace(master, name="seed", widths=list(SEED_WIDTHS), features=list(SEED_FEATURES))
-    out = copy.deepcopy(master)
-    out.name, out.widths, out.features = "seed", list(SEED_WIDTHS), list(SEED_FEATURES)
-    return out
 
 
 class MasterMLP(L.LightningModule):

@@ -17,11 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mia_lightning.data.augment import apply_crop_flip, draw_crop_flip
+from mia_lightning.data.augment import apply_crop_flip, augment_generator, draw_crop_flip
 from mia_lightning.models.classifier import RecipeModule
-from mia_lightning.models.resnet import Normalize
 from mia_lightning.models.stacked_resnet import StackedResNet18, load_torchvision_state_dicts, stack_inputs
-from mia_lightning.utils.seeding import derive_seed
 
 
 class StackedClassifierModule(RecipeModule):
@@ -49,33 +47,22 @@ class StackedClassifierModule(RecipeModule):
             raise ValueError(f"{num_models} models but {len(seeds)} seeds")
         self.save_hyperparameters(ignore=["initial_states"])
         self.num_models = num_models
-        self.net = StackedResNet18(num_models, num_classes, stem)
+        net = StackedResNet18(num_models, num_classes, stem)
         if initial_states is not None:
-            load_torchvision_state_dicts(self.net, initial_states)
-        self.normalize = Normalize(mean, std)
-        self.optimizer_cfg = dict(optimizer)
-        self.crop_padding = int(augment.get("crop_padding", 0))
-        self.flip = bool(augment.get("flip", False))
+            load_torchvision_state_dicts(net, initial_states)
+        self.init_recipe(net, mean, std, optimizer, augment, channels_last)
         self.seeds = [int(s) for s in seeds]
-        self.channels_last = channels_last
-        if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor) -> Tensor:
         """[G, B, C, H, W] -> [G, B, num_classes]."""
-        inputs = stack_inputs(self.normalize(images))
-        if self.channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return self.net(inputs)
+        return self.run_net(stack_inputs(self.normalize(images)))
 
     def augment(self, images: Tensor, step: int) -> Tensor:
         """Model g's batch gets the crop/flip a single run with seed seeds[g] would give it at this step."""
         if self.crop_padding == 0 and not self.flip:
             return images
         g, b = images.shape[:2]
-        draws = [draw_crop_flip(b, self.crop_padding, self.flip,
-                                torch.Generator().manual_seed(derive_seed(seed, "augment", step)))
-                 for seed in self.seeds]
+        draws = [draw_crop_flip(b, self.crop_padding, self.flip, augment_generator(seed, step)) for seed in self.seeds]
         oy, ox, flips = (torch.cat(parts) for parts in zip(*draws))
         return apply_crop_flip(images.flatten(0, 1), self.crop_padding, oy, ox, flips).view(images.shape)
 

@@ -141,21 +141,23 @@ def _is_shared_counter(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 
 
+def member_part(key: str, value: Tensor, g: int, num_models: int) -> Tensor:
+    """Model g's own copy of the stacked tensor `key` (a `StackedResNet18` state_dict key, or
+    optimizer state shaped like that parameter): BatchNorm's shared step counter whole, the
+    grouped head's row g, and the g-th of `num_models` blocks along dim 0 for the rest."""
+    if _is_shared_counter(key):
+        return value.clone()
+    if key.startswith("fc."):
+        return value[g].clone()
+    return value.chunk(num_models, dim=0)[g].contiguous().clone()
+
+
 @torch.no_grad()
 def to_torchvision_state_dicts(stacked: StackedResNet18) -> list[dict[str, Tensor]]:
     """Split into G ordinary torchvision ResNet18 state_dicts (same keys/shapes as `build_resnet18`)."""
     g = stacked.num_models
-    out: list[dict[str, Tensor]] = [{} for _ in range(g)]
-    for key, value in stacked.state_dict().items():
-        if _is_shared_counter(key):
-            parts = [value.clone() for _ in range(g)]
-        elif key.startswith("fc."):
-            parts = [value[i].clone() for i in range(g)]
-        else:
-            parts = [p.clone() for p in value.chunk(g, dim=0)]
-        for sd, part in zip(out, parts):
-            sd[key] = part.contiguous()
-    return out
+    state = stacked.state_dict()
+    return [{key: member_part(key, value, i, g) for key, value in state.items()} for i in range(g)]
 
 
 @torch.no_grad()

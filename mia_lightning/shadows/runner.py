@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -80,7 +78,12 @@ def finish_shadow(ctx: ShadowContext, index: int, net: nn.Module, seconds: float
     return summary
 
 
-def train_shadow(ctx: ShadowContext, index: int, label: str) -> dict[str, Any]:
+def shadow_label(ctx: ShadowContext, index: int) -> str:
+    """`shadow_003 (4/8)`: the shadow's directory name and its place among the keep mask's rows."""
+    return f"shadow_{index:03d} ({index + 1}/{ctx.keep.shape[0]})"
+
+
+def train_shadow(ctx: ShadowContext, index: int) -> dict[str, Any]:
     """Train (or resume) one shadow in its store directory; caller holds its lock."""
     start = time.monotonic()
     spec = FitSpec(
@@ -88,18 +91,16 @@ def train_shadow(ctx: ShadowContext, index: int, label: str) -> dict[str, Any]:
         num_classes=ctx.num_classes, stem=ctx.stem, mean=ctx.mean, std=ctx.std,
         recipe=ctx.recipe, seed=ctx.shadow_seed(index), channels_last=ctx.channels_last, fast=ctx.fast,
     )
-    net = fit_classifier(spec, ctx.store.shadow_dir(index), ctx.trainer_cfg, label)
+    net = fit_classifier(spec, ctx.store.shadow_dir(index), ctx.trainer_cfg, shadow_label(ctx, index))
     return finish_shadow(ctx, index, net, time.monotonic() - start)
 
 
-def _report(summary: dict[str, Any], total: int) -> None:
-    tqdm.write(
-        f"shadow_{summary['index']:03d} ({summary['index'] + 1}/{total}): train acc {summary['train_acc']:.3f}  "
-        f"test acc {summary['test_acc']:.3f}  {summary['seconds']:.1f} s"
-    )
+def _report(ctx: ShadowContext, summary: dict[str, Any]) -> None:
+    tqdm.write(f"{shadow_label(ctx, summary['index'])}: train acc {summary['train_acc']:.3f}  "
+               f"test acc {summary['test_acc']:.3f}  {summary['seconds']:.1f} s")
 
 
-def _train_claimed(ctx: ShadowContext, claimed: list[tuple[int, FileLock]], total: int, bar: tqdm) -> None:
+def _train_claimed(ctx: ShadowContext, claimed: list[tuple[int, FileLock]], bar: tqdm) -> None:
     """Train shadows whose locks we hold (in stacks of `ctx.stack` when asked), then release."""
     try:
         for index, _ in claimed:  # a killed trainer's half-written temp files (we hold the lock now)
@@ -112,10 +113,10 @@ def _train_claimed(ctx: ShadowContext, claimed: list[tuple[int, FileLock]], tota
 
                 summaries = train_shadow_stack(ctx, group)
             else:
-                summaries = [train_shadow(ctx, group[0], f"shadow_{group[0]:03d} ({group[0] + 1}/{total})")]
+                summaries = [train_shadow(ctx, group[0])]
             for summary in summaries:
                 ctx.summaries[summary["index"]] = summary
-                _report(summary, total)
+                _report(ctx, summary)
                 bar.update(1)
     finally:
         for _, lock in claimed:
@@ -126,7 +127,6 @@ def ensure_shadows(ctx: ShadowContext, indices: list[int]) -> dict[int, dict[str
     """Make sure every shadow in `indices` is done; returns the summaries of those trained here."""
     ctx.store.prepare()
     pending = [i for i in indices if not ctx.store.is_done(i)]
-    total = ctx.keep.shape[0]
     bar = tqdm(total=len(indices), initial=len(indices) - len(pending), desc="shadows", position=0,
                disable=not pending, leave=True, dynamic_ncols=True)
     try:
@@ -139,7 +139,7 @@ def ensure_shadows(ctx: ShadowContext, indices: list[int]) -> dict[int, dict[str
                     claimed.append((index, lock))
                 else:
                     waiting.append(index)
-            _train_claimed(ctx, claimed, total, bar)
+            _train_claimed(ctx, claimed, bar)
             pending, waiting = _wait_for_others(ctx, waiting, bar), []
     finally:
         bar.close()

@@ -46,7 +46,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.models import ResNet
 
 from mia_lightning.data.stacked_memory import StackedMemoryDataModule, batch_plan
@@ -54,15 +54,12 @@ from mia_lightning.io.atomic import atomic_torch_save
 from mia_lightning.io.safe_load import safe_torch_load
 from mia_lightning.models.resnet import build_resnet18
 from mia_lightning.models.stacked_classifier import StackedClassifierModule
-from mia_lightning.models.stacked_resnet import to_torchvision_state_dicts
+from mia_lightning.models.stacked_resnet import member_part, to_torchvision_state_dicts
 from mia_lightning.shadows.runner import ShadowContext, finish_shadow, train_shadow
-from mia_lightning.training.fit import append_history, build_trainer
+from mia_lightning.training.fit import LAST_CHECKPOINT, fit_resuming
 
 __all__ = ["StackSpec", "fit_stack", "export_members", "member_checkpoint", "stack_dir", "stack_spec",
            "train_shadow_stack"]
-
-CHECKPOINT = Path("checkpoints") / "last.ckpt"
-
 
 @dataclass
 class StackSpec:
@@ -100,13 +97,8 @@ def fit_stack(spec: StackSpec, run_dir: Path, trainer_cfg: Any, label: str, logg
     )
     datamodule = StackedMemoryDataModule(spec.images, spec.labels, spec.train_indices, spec.recipe["batch_size"],
                                          spec.seeds)
-    last = run_dir / CHECKPOINT
-    resume = last.is_file()
-    for directory in [run_dir, *history_dirs]:
-        append_history(directory, {"event": "fit_start", "resume": resume, "label": label, "stack": run_dir.name})
-    trainer = build_trainer(run_dir, trainer_cfg, label, spec.recipe["epochs"], logger, callbacks, max_steps)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None,
-                weights_only=True)  # our CheckpointIO loads restricted anyway; say so
+    fit_resuming(module, datamodule, run_dir, trainer_cfg, label, spec.recipe["epochs"], logger, callbacks, max_steps,
+                 history_dirs, stack=run_dir.name)
     module.to("cpu")
     module.net.to(memory_format=torch.contiguous_format)
     return module
@@ -127,9 +119,7 @@ def _split(value: Any, name: str, g: int, num_models: int, shape: torch.Size) ->
     """Model g's part of a stacked parameter (or of optimizer state shaped like it)."""
     if not isinstance(value, Tensor) or value.shape != shape:
         return value.clone() if isinstance(value, Tensor) else value  # shared scalars (Adam's step)
-    if name.startswith("net.fc."):
-        return value[g].clone()
-    return value.chunk(num_models, dim=0)[g].contiguous().clone()
+    return member_part(name.removeprefix("net."), value, g, num_models)
 
 
 def member_checkpoint(stacked: dict[str, Any], module: StackedClassifierModule, g: int) -> dict[str, Any]:
@@ -148,15 +138,8 @@ def member_checkpoint(stacked: dict[str, Any], module: StackedClassifierModule, 
         raise RuntimeError("StackedResNet18 parameters are not in torchvision's order; cannot split optimizer state")
     out = {key: value for key, value in stacked.items() if key not in ("state_dict", "optimizer_states", "callbacks",
                                                                       "hyper_parameters")}
-    state_dict = {}
-    for key, value in stacked["state_dict"].items():
-        if key.endswith("num_batches_tracked"):
-            state_dict[key] = value.clone()
-        elif key.startswith("net.fc."):
-            state_dict[key] = value[g].clone()
-        else:
-            state_dict[key] = value.chunk(num_models, dim=0)[g].contiguous().clone()
-    out["state_dict"] = state_dict
+    out["state_dict"] = {key: member_part(key.removeprefix("net."), value, g, num_models)
+                         for key, value in stacked["state_dict"].items()}
     optimizer_states = []
     for opt_state in stacked.get("optimizer_states", []):
         per_param = {}
@@ -198,12 +181,12 @@ def _train_stack(ctx: ShadowContext, indices: list[int]) -> list[dict[str, Any]]
                        history_dirs=[ctx.store.shadow_dir(i) for i in indices])
     seconds = (time.monotonic() - start) / len(indices)  # the stack's wall time, shared
     nets = export_members(module)
-    stacked = safe_torch_load(run_dir / CHECKPOINT, key="checkpoint")
+    stacked = safe_torch_load(run_dir / LAST_CHECKPOINT, key="checkpoint")
     for g, index in enumerate(indices):  # every member resumable on its own before any is finished
-        atomic_torch_save(ctx.store.shadow_dir(index) / CHECKPOINT, member_checkpoint(stacked, module, g))
+        atomic_torch_save(ctx.store.shadow_dir(index) / LAST_CHECKPOINT, member_checkpoint(stacked, module, g))
     del stacked
     summaries = [finish_shadow(ctx, index, net, seconds) for index, net in zip(indices, nets)]
-    (run_dir / CHECKPOINT).unlink(missing_ok=True)  # every member has its own copy now
+    (run_dir / LAST_CHECKPOINT).unlink(missing_ok=True)  # every member has its own copy now
     return summaries
 
 
@@ -212,7 +195,7 @@ def plan_groups(ctx: ShadowContext, indices: Sequence[int]) -> tuple[list[list[i
     alone: list[int] = []
     by_plan: dict[tuple[int, ...], list[int]] = {}
     for index in indices:
-        if (ctx.store.shadow_dir(index) / CHECKPOINT).is_file():
+        if (ctx.store.shadow_dir(index) / LAST_CHECKPOINT).is_file():
             alone.append(index)  # its own run (single, or an exported member) is further along
             continue
         plan = batch_plan(int(ctx.keep[index].sum()), int(ctx.recipe["batch_size"]))
@@ -236,7 +219,6 @@ def train_shadow_stack(ctx: ShadowContext, indices: list[int]) -> list[dict[str,
     summaries: list[dict[str, Any]] = []
     for members in stacks:
         summaries.extend(_train_stack(ctx, members))
-    total = ctx.keep.shape[0]
     for index in alone:
-        summaries.append(train_shadow(ctx, index, f"shadow_{index:03d} ({index + 1}/{total})"))
+        summaries.append(train_shadow(ctx, index))
     return summaries

@@ -13,6 +13,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -120,8 +121,6 @@ def read_cifar_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
         batch = load_array_pickle(path)
         data = batch.get("data", batch.get(b"data")) if isinstance(batch, dict) else None
         targets = batch.get("labels", batch.get(b"labels")) if isinstance(batch, dict) else None
-        import numpy as np
-
         if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072
                 and isinstance(targets, (list, tuple, np.ndarray)) and len(targets) == data.shape[0]
                 and all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) and 0 <= t < 10

@@ -28,6 +28,8 @@ from mia_lightning.models.classifier import ClassifierModule
 from mia_lightning.training.checkpoint_io import AtomicCheckpointIO
 from mia_lightning.training.progress import LabelledProgressBar
 
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # a run's resume point, relative to its directory
+
 
 @dataclass
 class FitSpec:
@@ -98,7 +100,7 @@ def build_trainer(run_dir: Path, trainer_cfg: Any, label: str, max_epochs: int, 
     """
     show_bar = bool(getattr(trainer_cfg, "enable_progress_bar", True))
     all_callbacks: list[Any] = [
-        EpochCheckpoint(run_dir / "checkpoints" / "last.ckpt"),
+        EpochCheckpoint(run_dir / LAST_CHECKPOINT),
         *callbacks,
     ]
     if show_bar:
@@ -116,6 +118,20 @@ def build_trainer(run_dir: Path, trainer_cfg: Any, label: str, max_epochs: int, 
         enable_model_summary=False,
         enable_progress_bar=show_bar,
     )
+
+
+def fit_resuming(module: L.LightningModule, datamodule: L.LightningDataModule, run_dir: Path, trainer_cfg: Any,
+                 label: str, max_epochs: int, logger: bool, callbacks: Sequence[Callback], max_steps: int,
+                 history_dirs: Sequence[Path] = (), **event: Any) -> None:
+    """`trainer.fit` in `run_dir`, resumed from its `last.ckpt` when one is there; each start
+    is a `fit_start` line (plus `event`) in the history of `run_dir` and of `history_dirs`."""
+    last = run_dir / LAST_CHECKPOINT
+    resume = last.is_file()
+    for directory in [run_dir, *history_dirs]:
+        append_history(directory, {"event": "fit_start", "resume": resume, "label": label, **event})
+    trainer = build_trainer(run_dir, trainer_cfg, label, max_epochs, logger, callbacks, max_steps)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None,
+                weights_only=True)  # our CheckpointIO loads restricted anyway; say so
 
 
 def fit_classifier(spec: FitSpec, run_dir: Path, trainer_cfg: Any, label: str, logger: bool = True, *,
@@ -137,11 +153,6 @@ def fit_classifier(spec: FitSpec, run_dir: Path, trainer_cfg: Any, label: str, l
     else:
         datamodule = PlainDataModule(spec.images, spec.labels, spec.train_index, spec.recipe["batch_size"], spec.seed,
                                      dict(spec.recipe["augment"]))
-    last = run_dir / "checkpoints" / "last.ckpt"
-    resume = last.is_file()
-    append_history(run_dir, {"event": "fit_start", "resume": resume, "label": label})
-    trainer = build_trainer(run_dir, trainer_cfg, label, spec.recipe["epochs"], logger, callbacks, max_steps)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None,
-                weights_only=True)  # our CheckpointIO loads restricted anyway; say so
+    fit_resuming(module, datamodule, run_dir, trainer_cfg, label, spec.recipe["epochs"], logger, callbacks, max_steps)
     net = module.net.to("cpu").to(memory_format=torch.contiguous_format)
     return net

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import TINY, make_cfg
+from conftest import fresh_store, make_cfg, TINY
 from mia_lightning.attacks.base import AttackInputs
 from mia_lightning.attacks.registry import ATTACK_NAMES, run_attacks
+from mia_lightning.config.schema import AttackConfig, MasterConfig, RmiaConfig, TrainerConfig
 from mia_lightning.errors import MiaError
 from mia_lightning.io.atomic import atomic_write_text
 from mia_lightning.logits.logits_file import write_logits
@@ -37,7 +37,7 @@ METRIC_KEYS = {"auc", "tpr@0.05", "tpr@0.01", "tpr@0.001"}
 def edge_store(tiny_task_dir, tmp_path) -> Path:
     """A store holding a copy of the tiny task, and no shadows."""
     store = tmp_path / "store"
-    shutil.copytree(tiny_task_dir.parent, store / "tasks")
+    fresh_store(tiny_task_dir, store)
     return store
 
 
@@ -104,15 +104,11 @@ def inputs(target: torch.Tensor, shadows: torch.Tensor, keep: torch.Tensor, labe
     return AttackInputs(target_logits=target, shadow_logits=shadows, keep=keep, labels=labels, known_membership=known)
 
 
-ATTACK_CFG = OmegaConf.create({"names": list(ATTACK_NAMES), "queries": QUERIES, "threshold": {"tau": 0.95},
-                               "lira": {"variance": "auto", "global_below": 64, "min_std": 1e-3, "center": "median"},
-                               "rmia": {"online": True, "gamma": 1.0, "a": 0.3, "tune_a": False, "num_z": 50,
-                                        "temperature": 1.0, "tie_break": True}})
-MASTER_CFG = OmegaConf.create({"depth": 1, "widths": None, "width": 8, "epochs": 1, "batch_size": 64, "lr": 1e-3,
-                               "weight_decay": 0.0, "features": ["sorted", "max", "loss", "phi"], "labels": "shadow",
-                               "folds": 2, "max_samples": 2000})
-TRAINER_CFG = OmegaConf.create({"accelerator": "cpu", "devices": 1, "precision": "32-true",
-                                "enable_progress_bar": False, "log_every_n_steps": 1})
+# the typed configs, as Hydra composes them (every key present; only these values differ)
+ATTACK_CFG = OmegaConf.structured(AttackConfig(names=list(ATTACK_NAMES), queries=QUERIES, rmia=RmiaConfig(num_z=50)))
+MASTER_CFG = OmegaConf.structured(MasterConfig(depth=1, width=8, epochs=1, batch_size=64, weight_decay=0.0,
+                                               features=["sorted", "max", "loss", "phi"], folds=2, max_samples=2000))
+TRAINER_CFG = OmegaConf.structured(TrainerConfig(enable_progress_bar=False, log_every_n_steps=1))
 
 
 def all_finite(results) -> None:
