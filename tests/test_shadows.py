@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import MIA, REPO, TINY, make_cfg, run_mia
+from conftest import fit_starts, fresh_store, make_cfg, MIA, REPO, run_mia, TINY
 from mia_lightning.data.augment import mirror_images
 from mia_lightning.errors import MiaError
 from mia_lightning.io.safe_load import safe_torch_load
@@ -29,16 +27,11 @@ def entry_dirs(store: Path) -> list[Path]:
     return sorted(p.parent for p in store.glob("*/*/recipe.json"))
 
 
-def fit_starts(shadow_dir: Path) -> list[dict]:
-    path = shadow_dir / "history.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-
-
 @pytest.fixture(scope="module")
 def shadow_store(tiny_task_dir, tmp_path_factory) -> Path:
     """A store holding the tiny task (copied) and its two trained shadows."""
     store = tmp_path_factory.mktemp("shadow_store")
-    shutil.copytree(tiny_task_dir.parent, store / "tasks")
+    fresh_store(tiny_task_dir, store)
     run_pipeline(make_cfg(*TINY, "stage=shadows", f"store.root={store}"), store / "run1")
     return store
 
@@ -110,7 +103,7 @@ def test_sigkill_mid_shadow_then_rerun_resumes_to_the_uninterrupted_weights(tiny
     args = [*TINY, "stage=shadows", "shadow.only=0", "shadow.epochs=5"]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     for store in (reference, killed):
-        shutil.copytree(tiny_task_dir.parent, store / "tasks")
+        fresh_store(tiny_task_dir, store)
     run_mia(*args, f"store.root={reference}")
 
     proc = subprocess.Popen([*MIA, *args, f"store.root={killed}"], cwd=REPO, stdout=subprocess.DEVNULL,
@@ -138,7 +131,7 @@ def test_sigkill_mid_shadow_then_rerun_resumes_to_the_uninterrupted_weights(tiny
 
 
 def test_multirun_over_shadow_only_fills_one_dir_per_job(tiny_task_dir, tmp_path):
-    shutil.copytree(tiny_task_dir.parent, tmp_path / "tasks")
+    fresh_store(tiny_task_dir, tmp_path)
     run_mia("-m", *TINY, "shadow.epochs=1", "stage=shadows", "shadow.count=4", "shadow.only=0,1,2,3",
             f"store.root={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     (entry,) = entry_dirs(tmp_path)
@@ -155,7 +148,7 @@ def test_slurm_launcher_config_composes_without_slurm():
 def test_progress_off_a_terminal_is_a_line_per_epoch_not_per_step(tmp_path, tiny_task_dir):
     """A SLURM log gets the epoch bar redrawn once per epoch, not at every step."""
     store = tmp_path / "store"
-    shutil.copytree(tiny_task_dir.parent, store / "tasks")
+    fresh_store(tiny_task_dir, store)
     args = [a for a in TINY if not a.startswith(("trainer.enable_progress_bar", "shadow.batch_size"))]
     proc = run_mia(*args, "stage=shadows", "shadow.count=1", "shadow.batch_size=8", f"store.root={store}",
                    f"hydra.run.dir={tmp_path / 'run'}")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from conftest import TINY, make_cfg
+from conftest import fit_starts, fresh_store, make_cfg, TINY
 from mia_lightning.data.memory import InMemoryDataModule
 from mia_lightning.data.stacked_memory import StackedBatchSampler, StackedMemoryDataModule, batch_plan
 from mia_lightning.io.safe_load import safe_torch_load
@@ -36,11 +35,6 @@ from mia_lightning.training.fit import FitSpec, fit_classifier
 STACK = [*TINY, "shadow.stack=2", "shadow.epochs=3"]
 
 
-def fit_starts(shadow_dir: Path) -> list[dict]:
-    path = shadow_dir / "history.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-
-
 def context(store: Path, *overrides: str):
     cfg = make_cfg(*STACK, f"store.root={store}", *overrides)
     task = obtain_task(cfg)
@@ -51,7 +45,7 @@ def context(store: Path, *overrides: str):
 def stacked_store(tiny_task_dir, tmp_path_factory) -> Path:
     """The tiny task's two shadows, trained as one stack through the real pipeline."""
     store = tmp_path_factory.mktemp("stacked_store")
-    shutil.copytree(tiny_task_dir.parent, store / "tasks")
+    fresh_store(tiny_task_dir, store)
     run_pipeline(make_cfg(*STACK, "stage=shadows", f"store.root={store}"), store / "run1")
     return store
 
@@ -112,7 +106,7 @@ class CrashAtEpoch(Callback):
 
 
 def test_interrupted_stack_resumes_to_the_uninterrupted_weights(stacked_store, tiny_task_dir, tmp_path):
-    shutil.copytree(tiny_task_dir.parent, tmp_path / "tasks")
+    fresh_store(tiny_task_dir, tmp_path)
     ctx, _ = context(tmp_path)
     ctx.store.prepare()
     members = [ctx.store.shadow_dir(i) for i in range(2)]
@@ -140,7 +134,7 @@ def test_stack_trains_the_single_path_recipe(tiny_task_dir, tmp_path):
     and without channels_last is ~6% apart after 2 steps); later batches and augmentation
     are compared exactly in test_stacked_batches_... and test_fast_path.
     """
-    shutil.copytree(tiny_task_dir.parent, tmp_path / "tasks")
+    fresh_store(tiny_task_dir, tmp_path)
     ctx, _ = context(tmp_path, "shadow.augment.crop_padding=2", "shadow.augment.flip=true")
     steps = 1
     singles = []

@@ -16,7 +16,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.types import RunMode
 
-from conftest import MIA, REPO, TINY, run_mia
+from conftest import fit_starts, fresh_store, MIA, REPO, run_mia, TINY
 from mia_lightning.app import CONFIG_DIR
 from mia_lightning.summarize import summarize
 from test_tensorboard import hparam_value, hparams_view, metric_values
@@ -30,12 +30,6 @@ def shadow_dirs(store: Path) -> list[Path]:
     return sorted(store.glob("*/*/shadow_*"))
 
 
-def fit_starts(shadow_dir: Path) -> list[dict]:
-    path = shadow_dir / "history.jsonl"
-    lines = path.read_text().splitlines() if path.is_file() else []
-    return [event for event in map(json.loads, lines) if event["event"] == "fit_start"]
-
-
 def sweep_args(store: Path, sweep_dir: Path) -> list[str]:
     return ["-m", *BASE, "shadow.count=" + ",".join(map(str, COUNTS)), f"store.root={store}",
             f"hydra.sweep.dir={sweep_dir}"]
@@ -45,7 +39,7 @@ def sweep_args(store: Path, sweep_dir: Path) -> list[str]:
 def sweep(tiny_task_dir, tmp_path_factory) -> tuple[Path, Path]:
     """`mia -m shadow.count=1,2,4` on a store holding only the tiny task."""
     store = tmp_path_factory.mktemp("sweep_store")
-    shutil.copytree(tiny_task_dir.parent, store / "tasks")
+    fresh_store(tiny_task_dir, store)
     sweep_dir = store.parent / f"{store.name}_multirun"
     run_mia(*sweep_args(store, sweep_dir))
     return store, sweep_dir
@@ -124,7 +118,7 @@ def test_optuna_search_tunes_the_master_on_stored_logits_without_training(sweep,
 
 def test_submitit_local_jobs_run_in_their_own_processes_and_share_shadows(tiny_task_dir, tmp_path):
     """Two parallel jobs (count 1 and 2) both need shadow 0: it is trained once."""
-    shutil.copytree(tiny_task_dir.parent, tmp_path / "tasks")
+    fresh_store(tiny_task_dir, tmp_path)
     launcher = subprocess.Popen(
         [*MIA, "-m", *BASE, "stage=shadows", "shadow.count=1,2", "hydra/launcher=submitit_local",
          "hydra.launcher.timeout_min=10", f"store.root={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],

@@ -3,12 +3,9 @@ concurrency and determinism tests compare their results with, exactly."""
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 
-from conftest import run_mia
+from conftest import fresh_store, run_mia
 
 from .runs import FAULT_ARGS, ONE_THREAD, RunArtifacts, collect
 
@@ -17,12 +14,6 @@ from .runs import FAULT_ARGS, ONE_THREAD, RunArtifacts, collect
 def reference_run(tiny_task_dir, tmp_path_factory) -> RunArtifacts:
     """`mia` end to end (2 shadows, every attack) on a copy of the tiny task, uninterrupted."""
     root = tmp_path_factory.mktemp("reference")
-    shutil.copytree(tiny_task_dir.parent, root / "tasks")
+    fresh_store(tiny_task_dir, root)
     run_mia(*FAULT_ARGS, f"store.root={root}", f"hydra.run.dir={root / 'run'}", env=ONE_THREAD)
     return collect(root)
-
-
-def fresh_store(tiny_task_dir: Path, root: Path) -> Path:
-    """A new store root holding a copy of the simulated tiny task (and nothing else)."""
-    shutil.copytree(tiny_task_dir.parent, root / "tasks")
-    return root

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from conftest import MIA, REPO, TINY
+from conftest import fit_starts, MIA, REPO, TINY
 from mia_lightning.io.safe_load import safe_torch_load
 from mia_lightning.logits.logits_file import read_logits
 from mia_lightning.task.tml25_format import load_raw
@@ -51,11 +51,6 @@ class RunArtifacts:
 def entry_dir(root: Path) -> Path:
     (entry,) = [p.parent for p in root.glob("*/*/recipe.json")]
     return entry
-
-
-def fit_starts(shadow_dir: Path) -> list[dict[str, Any]]:
-    path = shadow_dir / "history.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
 def collect(root: Path, run_dir: Path | None = None) -> RunArtifacts:

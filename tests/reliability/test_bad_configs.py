@@ -8,12 +8,11 @@ training set that cannot fit in `trainer.max_memory_gb` is refused before any tr
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 from hydra import compose, initialize_config_dir
 
-from conftest import TINY, make_cfg, run_mia
+from conftest import fresh_store, make_cfg, run_mia, TINY
 from mia_lightning.app import CONFIG_DIR, _is_config_error, one_line
 from mia_lightning.config.validate import validate_config
 from mia_lightning.errors import MiaError
@@ -165,7 +164,7 @@ def test_bad_override_through_the_cli(override, key, tmp_path):
 
 def test_logits_tensor_too_big_is_refused_before_any_training(tiny_task_dir, tmp_path):
     """Through the CLI: a tiny memory limit stops a full run before its first shadow."""
-    shutil.copytree(tiny_task_dir.parent, tmp_path / "tasks")
+    fresh_store(tiny_task_dir, tmp_path)
     proc = run_mia(*TINY, f"store.root={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}",
                    "trainer.max_memory_gb=0.00005", check=False)  # 53 KB: the logits take 77 KB
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -177,7 +176,7 @@ def test_logits_tensor_too_big_is_refused_before_any_training(tiny_task_dir, tmp
 def test_training_set_too_big_is_refused_before_training(tiny_task_dir, tmp_path):
     from mia_lightning.pipeline import run_pipeline
 
-    shutil.copytree(tiny_task_dir.parent, tmp_path / "tasks")
+    fresh_store(tiny_task_dir, tmp_path)
     # the logits of the tiny task take ~50 KB, shadow training ~200 MB: a 0.01 GiB limit passes
     # the first check and stops the second
     cfg = make_cfg(*TINY, f"store.root={tmp_path}", "stage=shadows", "trainer.max_memory_gb=0.01")

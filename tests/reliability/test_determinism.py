@@ -8,10 +8,9 @@ import json
 
 import torch
 
-from conftest import make_cfg, run_mia
+from conftest import fresh_store, make_cfg, run_mia
 from mia_lightning.pipeline import run_pipeline
 
-from .conftest import fresh_store
 from .runs import FAULT_ARGS, ONE_THREAD, assert_same_result, collect
 
 

@@ -19,12 +19,11 @@ import time
 import pytest
 import torch
 
-from conftest import MIA, REPO, run_mia
+from conftest import fit_starts, fresh_store, MIA, REPO, run_mia
 from mia_lightning.io.safe_load import safe_torch_load
 
-from .conftest import fresh_store
 from .runs import (FAULT_ARGS, ONE_THREAD, TRIGGERS, Attempt, Trigger, assert_same_result, assert_same_tensors,
-                   audit, check_exit, collect, entry_dir, fit_starts, run_and_kill)
+                   audit, check_exit, collect, entry_dir, run_and_kill)
 
 SIGNALS = (signal.SIGKILL, signal.SIGTERM)
 

@@ -22,7 +22,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_mia
+from conftest import fresh_store, run_mia
 from mia_lightning.errors import MiaError
 from mia_lightning.task.load import read_split
 from mia_lightning.task.tml25_format import _classes_in_main, _MembershipDatasetWriter
@@ -187,6 +187,14 @@ def task_file_bytes(work) -> dict[str, bytes]:
     return out
 
 
+def mutate(data: bytes, edits: list[tuple[float, int]], cut: float | None) -> bytes:
+    """`data` with byte values set at fractional positions, then cut to `cut` of its length."""
+    out = bytearray(data)
+    for where, value in edits:
+        out[int(where * len(out))] = value
+    return bytes(out if cut is None else out[: int(cut * len(out))])
+
+
 def check_split(split) -> None:
     """What every accepted task file must turn into."""
     n = len(split)
@@ -204,13 +212,8 @@ def check_split(split) -> None:
        edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=6),
        truncate=st.booleans())
 def test_truncated_or_mutated_task_files(fmt, cut, edits, truncate, task_file_bytes, work, marker):
-    data = bytearray(task_file_bytes[fmt])
-    for where, value in edits:
-        data[int(where * len(data))] = value
-    if truncate:
-        data = data[: int(cut * len(data))]
     path = work / "mutated.pt"
-    path.write_bytes(bytes(data))
+    path.write_bytes(mutate(task_file_bytes[fmt], edits, cut if truncate else None))
     split = result_or_clean_error(lambda p: read_split(p, "task.pub", IMAGE_SIZE), path)
     if split is not None:
         check_split(split)
@@ -597,13 +600,8 @@ def checkpoint_bytes() -> bytes:
 @given(cut=st.floats(0, 1, exclude_max=True), truncate=st.booleans(),
        edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=6))
 def test_mutated_or_truncated_checkpoints(cut, truncate, edits, checkpoint_bytes, loaders, work):
-    data = bytearray(checkpoint_bytes)
-    for where, value in edits:
-        data[int(where * len(data))] = value
-    if truncate:
-        data = data[: int(cut * len(data))]
     path = work / "mutated.ckpt"
-    path.write_bytes(bytes(data))
+    path.write_bytes(mutate(checkpoint_bytes, edits, cut if truncate else None))
     result = result_or_clean_error(loaders["checkpoint (AtomicCheckpointIO)"], path)
     assert result is None or isinstance(result, dict)
 
@@ -650,7 +648,7 @@ def test_malicious_last_ckpt_in_the_store_is_refused_on_resume(tiny_task_dir, tm
     from conftest import TINY, make_cfg
     from mia_lightning.pipeline import obtain_task, run_pipeline, shadow_context
 
-    shutil.copytree(tiny_task_dir.parent, tmp_path / "tasks")
+    fresh_store(tiny_task_dir, tmp_path)
     cfg = make_cfg(*TINY, "stage=shadows", "shadow.only=0", f"store.root={tmp_path}")
     ctx = shadow_context(cfg, obtain_task(cfg), 2)
     evil = dict(payload_files)["newobj-build-setstate-p2/zip"]
