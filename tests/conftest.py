@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,10 @@ from mia_lightning.app import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 MIA = [sys.executable, "-m", "mia_lightning.app"]
+# Run dirs of the `mia` processes tests start without a hydra.run.dir go here (inherited by
+# every subprocess), not into the user's outputs/, where `tensorboard --logdir outputs/` reads.
+os.environ["MIA_OUTPUTS"] = tempfile.mkdtemp(prefix="mia-test-outputs-")
+atexit.register(shutil.rmtree, os.environ["MIA_OUTPUTS"], True)
 FMNIST_PRESENT = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file()
 
 # A tiny digits task on which a ResNet18 target still learns (and overfits) in seconds.

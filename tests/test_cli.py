@@ -37,3 +37,11 @@ def test_missing_tml25_files_fail_with_one_line(tmp_path):
     proc = run_mia("experiment=tml25", f"store.root={tmp_path}", check=False)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and lines == ["mia: error: task.pub is not set: pass task.pub=path/to/file"]
+
+
+def test_run_dirs_follow_mia_outputs(tmp_path):
+    """MIA_OUTPUTS moves a run's dir (the tests point it away from the repo's outputs/)."""
+    proc = run_mia("shadow.count=0", "stage=simulate", env={"MIA_OUTPUTS": str(tmp_path)}, check=False)
+    assert proc.returncode == 2
+    (run_dir,) = [p.parent for p in tmp_path.glob("*/*/.hydra")]
+    assert "shadow.count=0" in (run_dir / ".hydra" / "overrides.yaml").read_text()
