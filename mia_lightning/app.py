@@ -20,7 +20,16 @@ from mia_lightning.config.register import register
 from mia_lightning.errors import MiaError
 
 register()
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the repo's conf/ (editable install)
+
+
+def _config_dir() -> str:
+    """The repo's `conf/` in a checkout (editable install); the copy shipped inside the
+    package (`mia_lightning/_conf`, see pyproject.toml) in a wheel."""
+    checkout = Path(__file__).resolve().parent.parent / "conf"
+    return str(checkout if (checkout / "config.yaml").is_file() else Path(__file__).resolve().parent / "_conf")
+
+
+CONFIG_DIR = _config_dir()
 
 
 def _quiet_libraries() -> None:

@@ -12,14 +12,16 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from mia_lightning.attacks.base import AttackInputs
-from mia_lightning.attacks.bench import attack_stage_benchmark, synthetic_inputs
+from benchmarks.attack_stage import attack_stage_benchmark, synthetic_inputs
 from mia_lightning.attacks.lira import lira_from_phi, lira_offline, lira_online, masked_median
 from mia_lightning.attacks.registry import ATTACK_NAMES, run_attacks
 from mia_lightning.attacks.rmia import A_GRID, choose_offline_a, log_prob_from_phi, population_index, rmia, \
     rmia_from_log_probs
 from mia_lightning.attacks.signals import PHI_MAX, true_class_margin
 from mia_lightning.attacks.threshold import loss_scores, threshold_attack, threshold_scores
-from mia_lightning.config.schema import AttackConfig, LiraConfig, MasterConfig, RmiaConfig, TrainerConfig
+from mia_lightning.config.attack import AttackConfig, LiraConfig, RmiaConfig
+from mia_lightning.config.master import MasterConfig
+from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.errors import MiaError
 from mia_lightning.metrics.roc import auc
 
@@ -48,7 +50,7 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def run(inputs: AttackInputs, names=FAST, **attack_overrides) -> dict:
     attack = AttackConfig(names=list(names), **attack_overrides)
-    return run_attacks(inputs, attack, MasterConfig(), TrainerConfig(enable_progress_bar=False), seed=0)
+    return run_attacks(inputs, attack, MasterConfig(), TrainerSettings.cpu(enable_progress_bar=False), seed=0)
 
 
 # ---------------------------------------------------------------- signals

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from mia_lightning.config.schema import TrainerConfig
+from mia_lightning.config.recipe import recipe_from_values
+from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.data.augment import random_crop_flip_reference
 from mia_lightning.data.memory import InMemoryDataModule, PlainDataModule
 from mia_lightning.logits.infer import compute_logits
@@ -74,11 +75,11 @@ def test_fast_and_plain_paths_train_the_same_digits_classifier(tmp_path):
     images, labels = images[pool], labels[pool]
     train, held_out = torch.arange(0, 320), torch.arange(320, 620)
     recipe = {"epochs": 4, "batch_size": 32, "optimizer": OPTIMIZER, "augment": {"crop_padding": 2, "flip": False}}
-    trainer_cfg = TrainerConfig(enable_progress_bar=False)
+    trainer_cfg = TrainerSettings.cpu(enable_progress_bar=False)
     accuracy, states = {}, {}
     for fast in (True, False):
         spec = FitSpec(images=images, labels=labels, train_index=train, num_classes=10, stem="imagenet", mean=MEAN,
-                       std=STD, recipe=recipe, seed=11, fast=fast)
+                       std=STD, recipe=recipe_from_values(recipe), seed=11, fast=fast)
         net = fit_classifier(spec, tmp_path / f"fast_{fast}", trainer_cfg, "digits", logger=False)
         logits = compute_logits(net, Normalize(MEAN, STD), images[held_out], parse_queries(["identity"]))[:, 0]
         accuracy[fast] = float((logits.argmax(1) == labels[held_out]).float().mean())
@@ -91,7 +92,7 @@ def test_fast_and_plain_paths_train_the_same_digits_classifier(tmp_path):
 
 
 def test_bench_runs_every_variant_and_writes_json(tmp_path):
-    from mia_lightning.bench import run
+    from benchmarks.cli import run
 
     out = tmp_path / "bench.json"
     report = run(["--images", "128", "--batch-size", "16", "--steps", "4", "--warmup", "1", "--repeats", "1",

@@ -9,13 +9,15 @@ from torch import nn
 from conftest import make_cfg
 import mia_lightning.attacks.master as master_module
 from mia_lightning.attacks.master import assign_folds, fit_master, master_attack
-from mia_lightning.config.schema import MasterConfig, TrainerConfig
+from mia_lightning.config.master import MasterConfig
+from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.data.features import build_features, feature_dim
 from mia_lightning.errors import MiaError
 from mia_lightning.metrics.roc import auc
-from mia_lightning.models.master import MasterMLP, hidden_widths
+from mia_lightning.models.master import MasterMLP
+from mia_lightning.pipeline import validate_config
 
-TRAINER = TrainerConfig(enable_progress_bar=False)
+TRAINER = TrainerSettings.cpu(enable_progress_bar=False)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -44,10 +46,10 @@ def separable_task(points=400, models=4, classes=4, seed=0):
 
 def test_seed_preset_layer_sizes():
     """`master=seed` is the seed's 46 -> 44 -> 64 -> 128 -> 180 -> 150 -> 105 -> 64 -> 32 -> 2."""
-    master = make_cfg("master=seed").master
+    master = validate_config(make_cfg("master=seed")).master
     assert list(master.widths) == [44, 64, 128, 180, 150, 105, 64, 32]
     assert feature_dim(master.features, classes=44, queries=1) == 46
-    model = MasterMLP(46, hidden_widths(master))
+    model = MasterMLP(46, master.hidden_widths())
     linear = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, nn.Linear)]
     sizes = [46, *master.widths, 2]
     assert linear == list(zip(sizes[:-1], sizes[1:]))
@@ -55,10 +57,10 @@ def test_seed_preset_layer_sizes():
 
 
 def test_widths_schedule_from_depth_and_width():
-    assert hidden_widths(MasterConfig(depth=3, width=16)) == [16, 16, 16]
-    assert hidden_widths(MasterConfig(depth=3, width=16, widths=[8, 4])) == [8, 4]
+    assert MasterConfig(depth=3, width=16).hidden_widths() == [16, 16, 16]
+    assert MasterConfig(depth=3, width=16, widths=[8, 4]).hidden_widths() == [8, 4]
     with pytest.raises(MiaError, match="widths"):
-        hidden_widths(MasterConfig(widths=[8, 0]))
+        MasterConfig(widths=[8, 0]).hidden_widths()
 
 
 def test_features_match_direct_computations():

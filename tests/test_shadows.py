@@ -19,7 +19,8 @@ from mia_lightning.logits.infer import compute_logits
 from mia_lightning.logits.logits_file import read_logits
 from mia_lightning.logits.queries import parse_queries
 from mia_lightning.models.resnet import Normalize, build_resnet18
-from mia_lightning.pipeline import obtain_task, run_pipeline
+from mia_lightning.pipeline import open_run, run_pipeline
+from mia_lightning.stages.task import obtain_task
 
 
 def entry_dirs(store: Path) -> list[Path]:
@@ -57,7 +58,7 @@ def test_shadows_are_trained_once_with_logits_and_done_markers(shadow_store):
 def test_mirror_query_equals_logits_of_flipped_images(shadow_store):
     (entry,) = entry_dirs(shadow_store)
     cfg = make_cfg(*TINY, f"store.root={shadow_store}")
-    task = obtain_task(cfg)
+    task = obtain_task(open_run(cfg, shadow_store / "run_read"))
     net = build_resnet18(task.num_classes, task.stem)
     net.load_state_dict(safe_torch_load(entry / "shadow_001" / "weights.pt"))
     stored = read_logits(entry / "shadow_001" / "logits.pt", task.pool_size)

@@ -19,8 +19,12 @@ from mia_lightning.logits.queries import parse_queries
 from mia_lightning.models.classifier import ClassifierModule
 from mia_lightning.models.resnet import Normalize, build_resnet18
 from mia_lightning.models.stacked_resnet import StackedResNet18, load_torchvision_state_dicts, stack_inputs
-from mia_lightning.pipeline import obtain_task, run_pipeline, shadow_context
-from mia_lightning.shadows.runner import ShadowContext
+from mia_lightning.config.recipe import TrainRecipe
+from mia_lightning.config.trainer import TrainerSettings
+from mia_lightning.logits.infer import Inference
+from mia_lightning.models.resnet import ModelSpec
+from mia_lightning.pipeline import open_run, run_pipeline
+from mia_lightning.shadows.job import ShadowJob
 from mia_lightning.shadows.stacked_training import (
     export_members,
     fit_stack,
@@ -30,15 +34,17 @@ from mia_lightning.shadows.stacked_training import (
     stack_spec,
 )
 from mia_lightning.shadows.store import ShadowStore
+from mia_lightning.stages.shadows import shadow_set
+from mia_lightning.stages.task import obtain_task
 from mia_lightning.training.fit import FitSpec, fit_classifier
 
 STACK = [*TINY, "shadow.stack=2", "shadow.epochs=3"]
 
 
 def context(store: Path, *overrides: str):
-    cfg = make_cfg(*STACK, f"store.root={store}", *overrides)
-    task = obtain_task(cfg)
-    return shadow_context(cfg, task, 2), task
+    run = open_run(make_cfg(*STACK, f"store.root={store}", *overrides), store / "run")
+    task = obtain_task(run)
+    return shadow_set(run, task).job, task
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +117,7 @@ def test_interrupted_stack_resumes_to_the_uninterrupted_weights(stacked_store, t
     ctx.store.prepare()
     members = [ctx.store.shadow_dir(i) for i in range(2)]
     with pytest.raises(Crash):
-        fit_stack(stack_spec(ctx, [0, 1]), stack_dir(ctx, [0, 1]), ctx.trainer_cfg, "crashing stack",
+        fit_stack(stack_spec(ctx, [0, 1]), stack_dir(ctx, [0, 1]), ctx.trainer, "crashing stack",
                   history_dirs=members, callbacks=[CrashAtEpoch(2)])
     assert (stack_dir(ctx, [0, 1]) / "checkpoints" / "last.ckpt").is_file()
     assert not any(ctx.store.is_done(i) for i in range(2))
@@ -140,13 +146,13 @@ def test_stack_trains_the_single_path_recipe(tiny_task_dir, tmp_path):
     singles = []
     for index in range(2):
         spec = FitSpec(images=ctx.images, labels=ctx.labels, train_index=ctx.keep[index].nonzero().squeeze(1),
-                       num_classes=ctx.num_classes, stem=ctx.stem, mean=ctx.mean, std=ctx.std, recipe=ctx.recipe,
-                       seed=ctx.shadow_seed(index), channels_last=ctx.channels_last)
-        singles.append(fit_classifier(spec, tmp_path / f"single_{index}", ctx.trainer_cfg, "single", logger=False,
+                       num_classes=ctx.model.num_classes, stem=ctx.model.stem, mean=ctx.inference.mean, std=ctx.inference.std,
+                       recipe=ctx.recipe, seed=ctx.shadow_seed(index), channels_last=ctx.model.channels_last)
+        singles.append(fit_classifier(spec, tmp_path / f"single_{index}", ctx.trainer, "single", logger=False,
                                       max_steps=steps).state_dict())
     spec = stack_spec(ctx, [0, 1])
     initial = initial_states(spec)
-    module = fit_stack(spec, tmp_path / "stack", ctx.trainer_cfg, "stack", logger=False, max_steps=steps)
+    module = fit_stack(spec, tmp_path / "stack", ctx.trainer, "stack", logger=False, max_steps=steps)
     for single, start, net in zip(singles, initial, export_members(module)):
         stacked = net.state_dict()
         assert int(stacked["bn1.num_batches_tracked"]) == steps
@@ -157,14 +163,14 @@ def test_stack_trains_the_single_path_recipe(tiny_task_dir, tmp_path):
                 assert apart <= 1e-5 + 1e-3 * moved, (key, apart, moved)
 
 
-def fake_context(tmp_path: Path, sizes: list[int], batch_size: int) -> ShadowContext:
+def fake_context(tmp_path: Path, sizes: list[int], batch_size: int) -> ShadowJob:
     keep = torch.zeros(len(sizes), max(sizes) + 7, dtype=torch.bool)
     for row, size in enumerate(sizes):
         keep[row, torch.randperm(keep.shape[1], generator=torch.Generator().manual_seed(row))[:size]] = True
     store = ShadowStore(tmp_path, "fingerprint", {"seed": 0})
-    return ShadowContext(store=store, images=torch.rand(keep.shape[1], 3, 4, 4), labels=torch.zeros(keep.shape[1]).long(),
-                         keep=keep, num_classes=2, stem="imagenet", mean=[0.5] * 3, std=[0.5] * 3,
-                         recipe={"batch_size": batch_size}, seed=0, trainer_cfg=None, queries=[], stack=4)
+    return ShadowJob(store=store, images=torch.rand(keep.shape[1], 3, 4, 4), labels=torch.zeros(keep.shape[1]).long(),
+                     keep=keep, model=ModelSpec(2, "imagenet"), recipe=TrainRecipe(batch_size=batch_size), seed=0,
+                     trainer=TrainerSettings(), inference=Inference([0.5] * 3, [0.5] * 3, []), stack=4)
 
 
 def test_unequal_in_sets_stack_only_with_equal_batch_plans(tmp_path):

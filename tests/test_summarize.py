@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mia_lightning.summarize import format_value, main, safe_name, summarize
+from mia_lightning.config.resolvers import format_value, safe_name
+from mia_lightning.report.summarize import main, summarize
 
 ATTACKS = ("loss", "lira_online", "master")
 
@@ -110,7 +111,7 @@ def _dirname_in_job(tmp_path: Path, experiment: list[str], job_overrides: list[s
     from omegaconf import OmegaConf, open_dict
 
     from mia_lightning.app import CONFIG_DIR
-    from mia_lightning.summarize import job_dirname
+    from mia_lightning.config.resolvers import job_dirname
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("config", [*experiment, *job_overrides], return_hydra_config=True)

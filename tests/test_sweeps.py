@@ -18,7 +18,7 @@ from hydra.types import RunMode
 
 from conftest import fit_starts, fresh_store, MIA, REPO, run_mia, TINY
 from mia_lightning.app import CONFIG_DIR
-from mia_lightning.summarize import summarize
+from mia_lightning.report.summarize import summarize
 from test_tensorboard import hparam_value, hparams_view, metric_values
 
 BASE = [arg for arg in TINY if not arg.startswith("shadow.count=")] + ["shadow.epochs=1"]

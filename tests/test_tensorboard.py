@@ -13,6 +13,7 @@ from tensorboard.plugins.hparams import api_pb2, backend_context, get_experiment
 from tensorboard.plugins.hparams import metadata as plugin_metadata
 
 from conftest import TINY, make_cfg
+from mia_lightning.pipeline import open_run
 from mia_lightning.report.tensorboard import flat_hparams, log_run
 
 
@@ -57,7 +58,7 @@ def fake_curves() -> dict:
 def test_runs_are_hparams_sessions_with_swept_keys_first_and_metrics(tmp_path):
     for count, shift in ((2, 0.0), (4, 0.1)):
         cfg = make_cfg(*TINY, f"shadow.count={count}")
-        log_run(tmp_path / f"run{count}" / "tb", cfg, fake_metrics(shift), fake_curves())
+        log_run(open_run(cfg, tmp_path / f"run{count}"), fake_metrics(shift), fake_curves())
     experiment, groups = hparams_view(tmp_path)
 
     assert set(groups) == {"run2/tb", "run4/tb"}
@@ -79,8 +80,8 @@ def test_runs_are_hparams_sessions_with_swept_keys_first_and_metrics(tmp_path):
 def test_roc_figures_and_config_text_and_rerun_replaces_events(tmp_path):
     cfg = make_cfg(*TINY)
     log_dir = tmp_path / "run" / "tb"
-    log_run(log_dir, cfg, fake_metrics(0.0), fake_curves())
-    log_run(log_dir, cfg, fake_metrics(0.2), fake_curves())  # the same job, rerun (a relaunched sweep)
+    log_run(open_run(cfg, log_dir.parent), fake_metrics(0.0), fake_curves())
+    log_run(open_run(cfg, log_dir.parent), fake_metrics(0.2), fake_curves())  # the same job, rerun (a relaunched sweep)
     events = list(log_dir.glob("events.out.tfevents.*"))
     assert len(events) == 1
     accumulator = EventAccumulator(str(log_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0})

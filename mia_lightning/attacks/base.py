@@ -8,11 +8,16 @@ sees, so attacks can be rerun from the store without any training.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from mia_lightning.attacks.cache import SignalCache
+from mia_lightning.config.attack import AttackConfig
+from mia_lightning.config.master import MasterConfig
+from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.errors import MiaError
 
 
@@ -41,6 +46,20 @@ class AttackResult:
     scores: Tensor  # float64 [N], finite, higher = more likely member
     held_out: bool  # trained on known_membership, with pub scores cross-fitted
     notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AttackContext:
+    """What one attack is run with: the inputs, the shared signals, and the typed settings."""
+
+    inputs: AttackInputs
+    signals: SignalCache
+    attack: AttackConfig
+    master: MasterConfig
+    trainer: TrainerSettings
+    seed: int
+    log_dir: Path | None = None  # where Lightning-trained attacks keep their TensorBoard runs
+    results: dict[str, "AttackResult"] = field(default_factory=dict)  # attacks already run (for combiners)
 
 
 def check_shapes(inputs: AttackInputs) -> None:

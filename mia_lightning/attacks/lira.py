@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mia_lightning.attacks.base import AttackContext, AttackResult
 from mia_lightning.attacks.signals import model_chunks, true_class_margin
-from mia_lightning.config.validate import CENTERS, VARIANCES
+from mia_lightning.config.attack import LIRA_CENTERS as CENTERS, LIRA_VARIANCES as VARIANCES, LiraConfig
 from mia_lightning.errors import MiaError
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -116,6 +117,14 @@ def _mean_gap(inn: SideFit, out: SideFit) -> Tensor:
     return inn.global_mean - out.global_mean
 
 
+def side_centers(inn: SideFit, out: SideFit) -> tuple[Tensor, Tensor]:
+    """Per-point IN and OUT centres [N, A]; a point with no shadow on one side borrows the other
+    side's centre shifted by the average IN-OUT gap (both sides must have some values)."""
+    gap = _mean_gap(inn, out)
+    has_in, has_out = (inn.count > 0).unsqueeze(-1), (out.count > 0).unsqueeze(-1)
+    return torch.where(has_in, inn.center, out.center + gap), torch.where(has_out, out.center, inn.center - gap)
+
+
 def _side_std(side: SideFit, other: SideFit, per_example: bool, min_std: float) -> Tensor:
     """Std per point and query [N, A] (or [A] when global), clamped to >= min_std."""
     spread = side.global_var if side.global_var is not None else other.global_var
@@ -162,10 +171,7 @@ def lira_from_phi(target_phi: Tensor, shadow_phi: Tensor, keep: Tensor, *, onlin
         if online:
             notes["fallback"] = "no IN shadow anywhere: offline test"
         return _one_sided(target_phi, out, inn, per_example, min_std), notes
-    gap = _mean_gap(inn, out)
-    has_in, has_out = (inn.count > 0).unsqueeze(-1), (out.count > 0).unsqueeze(-1)
-    mu_in = torch.where(has_in, inn.center, out.center + gap)
-    mu_out = torch.where(has_out, out.center, inn.center - gap)
+    mu_in, mu_out = side_centers(inn, out)
     std_out = _side_std(out, inn, per_example, min_std)
     if not per_example:
         notes["std_out"] = [float(v) for v in std_out]
@@ -198,3 +204,25 @@ def lira_offline(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, lab
     """Offline LiRA: sum over queries of log Phi((phi - mu_out) / s_out), float64 [N]."""
     return _lira_from_logits(target_logits, shadow_logits, keep, labels, online=False, variance=variance,
                              global_below=global_below, min_std=min_std, center=center)
+
+
+def shadow_fits(ctx: AttackContext, center: str) -> tuple[SideFit, SideFit]:
+    """LiRA's IN/OUT fits of the shadows' phi, shared by every attack that needs them."""
+    return ctx.signals.memo(("lira_fits", center), lambda: fit_sides(ctx.signals.phi("shadow"), ctx.inputs.keep, center))
+
+
+def _run(ctx: AttackContext, online: bool) -> AttackResult:
+    cfg: LiraConfig = ctx.attack.lira
+    scores, notes = lira_from_phi(ctx.signals.phi("target"), ctx.signals.phi("shadow"), ctx.inputs.keep,
+                                  online=online, variance=cfg.variance, global_below=cfg.global_below,
+                                  min_std=cfg.min_std, center=cfg.center,
+                                  fits=shadow_fits(ctx, cfg.center) if ctx.inputs.num_shadows else None)
+    return AttackResult(scores, held_out=False, notes=notes)
+
+
+def run_lira_online(ctx: AttackContext) -> AttackResult:
+    return _run(ctx, online=True)
+
+
+def run_lira_offline(ctx: AttackContext) -> AttackResult:
+    return _run(ctx, online=False)

@@ -19,57 +19,41 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
-from mia_lightning.config.validate import MASTER_LABELS as LABEL_MODES
+from mia_lightning.attacks.base import AttackContext, AttackResult
+from mia_lightning.attacks.crossfit import assign_folds
+from mia_lightning.config.master import MASTER_LABELS as LABEL_MODES, MasterConfig
+from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.data.features import FeatureDataModule, build_features, check_features, feature_dim, shadow_table
 from mia_lightning.errors import MiaError
-from mia_lightning.models.master import MasterMLP, hidden_widths
-from mia_lightning.training.fit import trainer_kwargs
+from mia_lightning.models.master import MasterMLP
+from mia_lightning.training.trainer import build_trainer, single_device
 from mia_lightning.utils.seeding import derive_seed
 
 
-
-def _single_device(devices: Any) -> Any:
-    """One device of the configured ones: a small MLP gains nothing from DDP, which would
-    also re-launch the whole script under Hydra."""
-    if isinstance(devices, (int, str)) or devices is None:
-        return 1
-    chosen = list(devices)[:1]  # an explicit device list (list or ListConfig): keep its first
-    return [int(chosen[0])] if chosen else 1
-
-
-def build_trainer(trainer_cfg: Any, epochs: int, log_dir: Path | None, version: str) -> L.Trainer:
-    """A deterministic, checkpoint-free Trainer from the `trainer` config group."""
+def master_trainer(settings: TrainerSettings, epochs: int, log_dir: Path | None, version: str) -> L.Trainer:
+    """The `trainer` group's Trainer on one device, deterministic, without checkpoints."""
     logger: Any = False
     if log_dir is not None:
         logger = TensorBoardLogger(save_dir=str(log_dir), name="master", version=version, default_hp_metric=False)
-    return L.Trainer(
-        **{**trainer_kwargs(trainer_cfg), "devices": _single_device(trainer_cfg.devices), "strategy": "auto"},
-        enable_progress_bar=bool(trainer_cfg.enable_progress_bar),
-        logger=logger,
-        max_epochs=int(epochs),
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        deterministic=True,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        default_root_dir=str(log_dir) if log_dir is not None else None,
-    )
+    return build_trainer(settings, max_epochs=epochs, logger=logger, devices=single_device(settings.flags.get("devices")),
+                         strategy="auto", enable_checkpointing=False, deterministic=True,
+                         default_root_dir=str(log_dir) if log_dir is not None else None)
 
 
-def fit_master(features: Tensor, targets: Tensor, master: Any, trainer_cfg: Any, seed: int,
+def fit_master(features: Tensor, targets: Tensor, master: MasterConfig, settings: TrainerSettings, seed: int,
                log_dir: Path | None = None, version: str = "all") -> MasterMLP:
     """Train one MasterMLP on a feature table; the same (seed, version) gives the same weights."""
     run_seed = derive_seed(seed, "master", version) % 2**32
     L.seed_everything(run_seed, workers=False, verbose=False)
     mean, std = MasterMLP.standardizer(features)
-    model = MasterMLP(features.shape[1], hidden_widths(master), lr=float(master.lr),
-                      weight_decay=float(master.weight_decay), feature_mean=mean, feature_std=std)
-    datamodule = FeatureDataModule(features, targets, int(master.batch_size), run_seed)
+    model = MasterMLP(features.shape[1], master.hidden_widths(), lr=master.lr, weight_decay=master.weight_decay,
+                      feature_mean=mean, feature_std=std)
+    datamodule = FeatureDataModule(features, targets, master.batch_size, run_seed)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     try:
-        trainer = build_trainer(trainer_cfg, int(master.epochs), log_dir, version)
+        trainer = master_trainer(settings, master.epochs, log_dir, version)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             trainer.fit(model, datamodule=datamodule)
@@ -80,34 +64,22 @@ def fit_master(features: Tensor, targets: Tensor, master: Any, trainer_cfg: Any,
     return model.cpu()
 
 
-def assign_folds(known_membership: Tensor, folds: int, seed: int) -> Tensor:
-    """Fold id per point (-1 for unknown points), stratified by membership, seeded."""
-    fold = torch.full(known_membership.shape, -1, dtype=torch.int64)
-    generator = torch.Generator().manual_seed(derive_seed(seed, "master", "folds"))
-    offset = 0
-    for label in (0, 1):
-        index = torch.nonzero(known_membership == label).flatten()
-        index = index[torch.randperm(index.numel(), generator=generator)]
-        fold[index] = (torch.arange(index.numel()) + offset) % folds
-        offset += index.numel()
-    return fold
-
-
 def _shadow_mode(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Tensor, names: list[str],
-                 master: Any, trainer_cfg: Any, seed: int, log_dir: Path | None) -> tuple[Tensor, dict[str, Any]]:
+                 master: MasterConfig, settings: TrainerSettings, seed: int,
+                 log_dir: Path | None) -> tuple[Tensor, dict[str, Any]]:
     if keep.shape[0] == 0 or keep.all() or not keep.any():
         raise MiaError("master.labels=shadow needs shadows with both IN and OUT points (shadow.count >= 1); "
                        "use master.labels=target_pub or drop `master` from attack.names")
-    max_samples = int(getattr(master, "max_samples", 200000))
-    features, targets = shadow_table(shadow_logits, keep, labels, names, max_samples, seed)
-    model = fit_master(features, targets, master, trainer_cfg, seed, log_dir, version="shadow")
+    features, targets = shadow_table(shadow_logits, keep, labels, names, master.max_samples, seed)
+    model = fit_master(features, targets, master, settings, seed, log_dir, version="shadow")
     scores = model.member_logit(build_features(target_logits, labels, names))
     return scores, {"train_rows": int(targets.numel())}
 
 
 def _target_pub_mode(target_logits: Tensor, labels: Tensor, known_membership: Tensor, names: list[str],
-                     master: Any, trainer_cfg: Any, seed: int, log_dir: Path | None) -> tuple[Tensor, dict[str, Any]]:
-    folds = int(getattr(master, "folds", 5))
+                     master: MasterConfig, settings: TrainerSettings, seed: int,
+                     log_dir: Path | None) -> tuple[Tensor, dict[str, Any]]:
+    folds = master.folds
     known = known_membership >= 0
     members = int((known_membership == 1).sum())
     if members == 0 or members == int(known.sum()):
@@ -121,23 +93,23 @@ def _target_pub_mode(target_logits: Tensor, labels: Tensor, known_membership: Te
     for f in range(folds):
         test = fold == f
         train = known & ~test
-        model = fit_master(features[train], targets[train], master, trainer_cfg, seed, log_dir, version=f"fold{f}")
+        model = fit_master(features[train], targets[train], master, settings, seed, log_dir, version=f"fold{f}")
         scores[test] = model.member_logit(features[test])
     unknown = ~known
     if unknown.any():
-        model = fit_master(features[known], targets[known], master, trainer_cfg, seed, log_dir, version="all")
+        model = fit_master(features[known], targets[known], master, settings, seed, log_dir, version="all")
         scores[unknown] = model.member_logit(features[unknown])
     sizes = [int((fold == f).sum()) for f in range(folds)]
     return scores, {"folds": folds, "fold_sizes": sizes, "train_rows": int(known.sum())}
 
 
 def master_attack(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Tensor,
-                  known_membership: Tensor, *, master: Any, trainer: Any, seed: int,
+                  known_membership: Tensor, *, master: MasterConfig, trainer: TrainerSettings, seed: int,
                   log_dir: Path | None = None) -> tuple[Tensor, bool, dict[str, Any]]:
     """(scores float64 [N], held_out, notes) for either label mode."""
     names = check_features(master.features)
-    mode = str(getattr(master, "labels", "shadow"))
-    notes: dict[str, Any] = {"labels": mode, "features": names, "widths": hidden_widths(master)}
+    mode = master.labels
+    notes: dict[str, Any] = {"labels": mode, "features": names, "widths": master.hidden_widths()}
     if mode == "shadow":
         scores, extra = _shadow_mode(target_logits, shadow_logits, keep, labels, names, master, trainer, seed, log_dir)
         held_out = False
@@ -150,3 +122,11 @@ def master_attack(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, la
     notes.update(extra)
     notes["input_dim"] = feature_dim(names, target_logits.shape[-1], target_logits.shape[1]) if labels.numel() else 0
     return scores, held_out, notes
+
+
+def run_master(ctx: AttackContext) -> AttackResult:
+    inputs = ctx.inputs
+    scores, held_out, notes = master_attack(inputs.target_logits, inputs.shadow_logits, inputs.keep, inputs.labels,
+                                            inputs.known_membership, master=ctx.master, trainer=ctx.trainer,
+                                            seed=ctx.seed, log_dir=ctx.log_dir)
+    return AttackResult(scores, held_out=held_out, notes=notes)

@@ -1,7 +1,9 @@
-"""Run the attacks named in `attack.names` on one set of stored logits.
+"""The attacks mia knows, by the name `attack.names` uses, and the loop that runs them.
 
-The expensive signal (phi of every shadow on every point and query) is computed once and
-shared: LiRA online, LiRA offline and RMIA all read it from the same cache.
+Adding an attack: a module next to the others with a pure scoring function and a
+`run_<name>(ctx) -> AttackResult` adapter, one entry in `ATTACKS`, and (when it has
+settings) a dataclass in `config/attack.py`. Everything else (config validation,
+metrics, plots, the submission, TensorBoard) reads the names from here.
 """
 
 from __future__ import annotations
@@ -9,100 +11,45 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import Tensor
 
-from mia_lightning.attacks.base import AttackInputs, AttackResult, check_finite
-from mia_lightning.attacks.lira import SideFit, fit_sides, lira_from_phi
-from mia_lightning.attacks.master import master_attack
-from mia_lightning.attacks.rmia import log_prob_from_phi, population_index, rmia_from_log_probs
-from mia_lightning.attacks.signals import true_class_margin
-from mia_lightning.attacks.threshold import loss_scores, threshold_attack
-from mia_lightning.config.schema import AttackConfig, MasterConfig, TrainerConfig
-from mia_lightning.config.validate import ATTACK_NAMES
+from mia_lightning.attacks.base import AttackContext, AttackInputs, AttackResult, check_finite
+from mia_lightning.attacks.cache import SignalCache
+from mia_lightning.attacks.lira import run_lira_offline, run_lira_online
+from mia_lightning.attacks.lira_calibrated import run_lira_calibrated
+from mia_lightning.attacks.master import run_master
+from mia_lightning.attacks.rmia import run_rmia
+from mia_lightning.attacks.stack import run_stack
+from mia_lightning.attacks.threshold import run_loss, run_threshold
+from mia_lightning.config.attack import AttackConfig
+from mia_lightning.config.checks import did_you_mean
+from mia_lightning.config.master import MasterConfig
+from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.errors import MiaError
-from mia_lightning.utils.seeding import derive_seed
 
+Runner = Callable[[AttackContext], AttackResult]
 
-
-class SignalCache:
-    """phi of the target and of the shadows (and LiRA's fits), computed on first use and kept."""
-
-    def __init__(self, inputs: AttackInputs) -> None:
-        self.inputs = inputs
-        self._phi: dict[tuple[str, float], Tensor] = {}
-        self._fits: dict[str, tuple[SideFit, SideFit]] = {}
-
-    def lira_fits(self, center: str) -> tuple[SideFit, SideFit]:
-        if center not in self._fits:
-            self._fits[center] = fit_sides(self.phi("shadow"), self.inputs.keep, center)
-        return self._fits[center]
-
-    def phi(self, which: str, temperature: float = 1.0) -> Tensor:
-        key = (which, float(temperature))
-        if key not in self._phi:
-            logits = self.inputs.target_logits if which == "target" else self.inputs.shadow_logits
-            self._phi[key] = true_class_margin(logits, self.inputs.labels, temperature)
-        return self._phi[key]
-
-
-# (inputs, cache, attack cfg, master cfg, trainer cfg, seed, log_dir) -> result
-Runner = Callable[..., AttackResult]
-
-
-def _threshold(inputs: AttackInputs, cache: SignalCache, attack: Any, *_: Any) -> AttackResult:
-    scores, notes = threshold_attack(inputs.target_logits, tau=float(attack.threshold.tau))
-    return AttackResult(scores, held_out=False, notes=notes)
-
-
-def _loss(inputs: AttackInputs, cache: SignalCache, attack: Any, *_: Any) -> AttackResult:
-    return AttackResult(loss_scores(inputs.target_logits, inputs.labels), held_out=False, notes={})
-
-
-def _lira(online: bool) -> Runner:
-    def run(inputs: AttackInputs, cache: SignalCache, attack: Any, *_: Any) -> AttackResult:
-        cfg = attack.lira
-        scores, notes = lira_from_phi(cache.phi("target"), cache.phi("shadow"), inputs.keep, online=online,
-                                      variance=str(cfg.variance), global_below=int(cfg.global_below),
-                                      min_std=float(cfg.min_std), center=str(cfg.center),
-                                      fits=cache.lira_fits(str(cfg.center)) if inputs.num_shadows else None)
-        return AttackResult(scores, held_out=False, notes=notes)
-    return run
-
-
-def _rmia(inputs: AttackInputs, cache: SignalCache, attack: Any, master: Any, trainer: Any, seed: int,
-          log_dir: Path | None) -> AttackResult:
-    cfg = attack.rmia
-    temperature = float(getattr(cfg, "temperature", 1.0))
-    population_seed = derive_seed(seed, "rmia", "population")
-    population, notes = population_index(inputs.known_membership, inputs.num_points, int(cfg.num_z), population_seed)
-    scores, more = rmia_from_log_probs(
-        log_prob_from_phi(cache.phi("target", temperature)), log_prob_from_phi(cache.phi("shadow", temperature)),
-        inputs.keep, population, online=bool(cfg.online), gamma=float(cfg.gamma), a=float(cfg.a),
-        tie_break=bool(getattr(cfg, "tie_break", True)), tune=bool(cfg.tune_a), num_z=int(cfg.num_z),
-        seed=derive_seed(seed, "rmia", "tune_a"))
-    notes.update(more)
-    return AttackResult(scores, held_out=False, notes=notes)
-
-
-def _master(inputs: AttackInputs, cache: SignalCache, attack: Any, master: Any, trainer: Any, seed: int,
-            log_dir: Path | None) -> AttackResult:
-    scores, held_out, notes = master_attack(inputs.target_logits, inputs.shadow_logits, inputs.keep, inputs.labels,
-                                            inputs.known_membership, master=master, trainer=trainer, seed=seed,
-                                            log_dir=log_dir)
-    return AttackResult(scores, held_out=held_out, notes=notes)
-
-
-RUNNERS: dict[str, Runner] = {
-    "threshold": _threshold,
-    "loss": _loss,
-    "lira_online": _lira(online=True),
-    "lira_offline": _lira(online=False),
-    "rmia": _rmia,
-    "master": _master,
+ATTACKS: dict[str, Runner] = {
+    "threshold": run_threshold,
+    "loss": run_loss,
+    "lira_online": run_lira_online,
+    "lira_offline": run_lira_offline,
+    "rmia": run_rmia,
+    "master": run_master,  # the seed's meta-classifier ("master" is the seed's word)
+    # calibrated on the target itself: trained on pub's membership, scored there through held-out folds
+    "lira_calibrated": run_lira_calibrated,
+    "stack": run_stack,
 }
+ATTACK_NAMES = tuple(ATTACKS)
+
+
+def check_names(names: list[str], key: str = "attack.names") -> None:
+    """Every name must be a registered attack; one line naming the first stranger."""
+    for name in names:
+        if name not in ATTACKS:
+            raise MiaError(f"{key}={list(names)} contains unknown attack {name!r}{did_you_mean(name, ATTACKS)} "
+                           f"(choose from {', '.join(ATTACKS)})")
 
 
 def _check_result(name: str, result: AttackResult, num_points: int) -> None:
@@ -113,25 +60,20 @@ def _check_result(name: str, result: AttackResult, num_points: int) -> None:
                            f"{int((~torch.isfinite(scores)).sum())} non-finite")
 
 
-def run_attacks(inputs: AttackInputs, attack: AttackConfig, master: MasterConfig, trainer: TrainerConfig, seed: int,
+def run_attacks(inputs: AttackInputs, attack: AttackConfig, master: MasterConfig, trainer: TrainerSettings, seed: int,
                 log_dir: Path | None = None) -> dict[str, AttackResult]:
-    """Run attack.names in order; notes["seconds"] holds each attack's wall time.
-
-    The configs may equally be the DictConfig nodes Hydra composed from these dataclasses.
-    """
+    """Run attack.names in order; notes["seconds"] holds each attack's wall time."""
     names = list(attack.names)
-    unknown = [name for name in names if name not in ATTACK_NAMES]
-    if unknown:
-        raise MiaError(f"attack.names={names} contains unknown attack(s) {unknown}; choose from {list(ATTACK_NAMES)}")
+    check_names(names)
     check_finite(inputs)
-    cache = SignalCache(inputs)
-    results: dict[str, AttackResult] = {}
+    signals = SignalCache(inputs.target_logits, inputs.shadow_logits, inputs.keep, inputs.labels)
+    ctx = AttackContext(inputs, signals, attack, master, trainer, seed, log_dir)
     for name in names:
-        if name in results:
+        if name in ctx.results:
             continue
         start = time.perf_counter()
-        result = RUNNERS[name](inputs, cache, attack, master, trainer, seed, log_dir)
+        result = ATTACKS[name](ctx)
         result.notes["seconds"] = round(time.perf_counter() - start, 4)
         _check_result(name, result, inputs.num_points)
-        results[name] = result
-    return results
+        ctx.results[name] = result
+    return dict(ctx.results)

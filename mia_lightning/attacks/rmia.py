@@ -19,8 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mia_lightning.attacks.base import AttackContext, AttackResult
 from mia_lightning.attacks.signals import model_chunks, true_class_margin
+from mia_lightning.config.attack import RmiaConfig
 from mia_lightning.errors import MiaError
+from mia_lightning.metrics.roc import auc
+from mia_lightning.utils.seeding import derive_seed
 
 A_GRID = tuple(round(0.05 * i, 2) for i in range(21))
 
@@ -112,8 +116,6 @@ def choose_offline_a(shadow_logp: Tensor, keep: Tensor, *, gamma: float, num_z: 
     Uses no target membership at all; returns None when it cannot (K < 2, or shadow 0
     trained on all or none of the points).
     """
-    from mia_lightning.metrics.roc import auc
-
     truth = keep[0] if keep.shape[0] else None
     if keep.shape[0] < 2 or truth.all() or not truth.any():
         return None, {"tune_a": "skipped (needs >= 2 shadows and a pseudo-target with IN and OUT points)"}
@@ -157,3 +159,17 @@ def rmia(target_logits: Tensor, shadow_logits: Tensor, keep: Tensor, labels: Ten
     population, _ = population_index(known_membership, target_logits.shape[0], num_z, seed)
     return rmia_from_log_probs(target_logp, shadow_logp, keep, population, online=online, gamma=gamma, a=a,
                                tie_break=tie_break, tune=tune_a, num_z=num_z, seed=seed)[0]
+
+
+def run_rmia(ctx: AttackContext) -> AttackResult:
+    cfg: RmiaConfig = ctx.attack.rmia
+    inputs = ctx.inputs
+    population, notes = population_index(inputs.known_membership, inputs.num_points, cfg.num_z,
+                                         derive_seed(ctx.seed, "rmia", "population"))
+    scores, more = rmia_from_log_probs(
+        log_prob_from_phi(ctx.signals.phi("target", cfg.temperature)),
+        log_prob_from_phi(ctx.signals.phi("shadow", cfg.temperature)),
+        inputs.keep, population, online=cfg.online, gamma=cfg.gamma, a=cfg.a, tie_break=cfg.tie_break,
+        tune=cfg.tune_a, num_z=cfg.num_z, seed=derive_seed(ctx.seed, "rmia", "tune_a"))
+    notes.update(more)
+    return AttackResult(scores, held_out=False, notes=notes)

@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import Tensor
 
+from mia_lightning.attacks.base import AttackContext, AttackResult
 from mia_lightning.attacks.signals import max_confidence, true_class_log_prob
 
 
@@ -28,3 +29,12 @@ def threshold_attack(target_logits: Tensor, *, tau: float) -> tuple[Tensor, dict
 def loss_scores(target_logits: Tensor, labels: Tensor) -> Tensor:
     """Minus the target's cross-entropy on the true label (Yeom et al.), float64 [N]."""
     return true_class_log_prob(target_logits[:, :1], labels)[:, 0]
+
+
+def run_threshold(ctx: AttackContext) -> AttackResult:
+    scores, notes = threshold_attack(ctx.inputs.target_logits, tau=ctx.attack.threshold.tau)
+    return AttackResult(scores, held_out=False, notes=notes)
+
+
+def run_loss(ctx: AttackContext) -> AttackResult:
+    return AttackResult(loss_scores(ctx.inputs.target_logits, ctx.inputs.labels), held_out=False, notes={})

@@ -1,164 +1,33 @@
-"""Structured configs: the typed shape of `conf/`.
+"""Structured configs: the typed shape of `conf/`, and its conversion into dataclasses.
 
-Hydra merges the YAML groups onto these dataclasses, so a misspelt key or a value of the
-wrong type fails at composition time with the key's name, before any training starts.
-Range checks that types cannot express live in `config.validate`.
+Hydra merges the YAML groups onto `Config`, so a misspelt key or a value of the wrong type
+fails at composition with the key's name. `typed_config` then converts the composed tree
+once (`OmegaConf.to_object`) and every option dataclass checks its own ranges; the stages
+receive these dataclasses, never a DictConfig. The defaults live here only: the YAML
+files of each group override what differs from them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Dict
 
+from omegaconf import DictConfig, OmegaConf
 
-@dataclass
-class OptimizerConfig:
-    """Optimizer and learning-rate schedule of one training recipe."""
+from mia_lightning.config.attack import AttackConfig
+from mia_lightning.config.checks import choice, did_you_mean
+from mia_lightning.config.master import MasterConfig
+from mia_lightning.config.model import ModelConfig
+from mia_lightning.config.shadow import ShadowConfig
+from mia_lightning.config.task import TaskConfig
+from mia_lightning.config.trainer import LIGHTNING_DEFAULTS, MIA_KEYS, OTHER_FLAGS, TrainerSettings
+from mia_lightning.errors import MiaError
 
-    name: str = "sgd"  # sgd | adam | adamw
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    scheduler: str = "cosine"  # cosine | none
-
-
-@dataclass
-class AugmentConfig:
-    """Training-time augmentation, applied per batch on the training device."""
-
-    crop_padding: int = 0  # random crop after zero padding by this many pixels; 0 = off
-    flip: bool = False  # random horizontal flip
-
-
-@dataclass
-class TrainRecipe:
-    """Everything that decides a trained model's weights, besides data and seed."""
-
-    epochs: int = 30
-    batch_size: int = 128
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-
-@dataclass
-class ModelConfig:
-    """The classifier architecture shared by target and shadows."""
-
-    arch: str = "resnet18"
-    stem: str = "imagenet"  # imagenet: torchvision's 7x7/2 + maxpool (TML25); cifar: 3x3/1, no maxpool
-    channels_last: bool = True
-
-
-@dataclass
-class TaskConfig:
-    """Where the task comes from: TML25 files on disk, or a simulation from a real dataset."""
-
-    name: str = "simulate_fmnist"
-    kind: str = "simulate"  # tml25 | simulate
-    # TML25 files (kind=tml25); relative paths are taken from the directory `mia` was started in.
-    pub: Optional[str] = None
-    priv: Optional[str] = None
-    target: Optional[str] = None
-    truth: Optional[str] = None  # optional hidden membership of priv, only the scorer reads it
-    # Input normalisation the target was trained with (applied inside the model's forward).
-    mean: list[float] = field(default_factory=lambda: [0.2980, 0.2962, 0.2987])
-    std: list[float] = field(default_factory=lambda: [0.2886, 0.2875, 0.2889])
-    image_size: int = 32
-    resize: bool = False  # resize images of another size to image_size (as the assignment's template does)
-    submission_id_column: str = "ids"  # the later TML25 release names it "id"
-    # Simulation (kind=simulate).
-    source: str = "fmnist"  # fmnist | digits | cifar10
-    data_root: Optional[str] = None
-    download: bool = True  # torchvision download when no local copy exists and the network is up
-    pool_size: int = 4000
-    pub_fraction: float = 0.5  # fraction of the pool published with membership labels
-    member_fraction: float = 0.5  # fraction of the pool the target is trained on
-    image_format: str = "pil"  # pil (the 44-class release) | tensor (CHW float, later releases)
-    seed: int = 0
-    train: TrainRecipe = field(default_factory=TrainRecipe)
-
-
-@dataclass
-class ShadowConfig(TrainRecipe):
-    """The shadow (reference) models: how many, on which split, and the training recipe."""
-
-    count: int = 8
-    only: Any = None  # None = all of range(count); an int or a list of indices for cluster jobs
-    split: str = "halves"  # halves (LiRA keep mask) | disjoint (the seed's partitions)
-    in_fraction: float = 0.5  # disjoint split: fraction of each partition a shadow trains on
-    stack: int = 1  # train this many shadows in one grouped network (shadows/stacked_training.py; slower on CPU, see README)
-    fast: bool = True  # in-memory batches, device-side augmentation
-    wait_timeout_s: float = 86400.0  # how long to wait for a shadow another process is training
-
-
-@dataclass
-class ThresholdConfig:
-    tau: float = 0.95
-
-
-@dataclass
-class LiraConfig:
-    variance: str = "auto"  # auto (global below global_below shadows) | global | per_example
-    global_below: int = 64
-    min_std: float = 1e-3
-    center: str = "median"  # per-point centre of each side: median (the paper's code; robust) | mean
-
-
-@dataclass
-class RmiaConfig:
-    online: bool = True  # Pr(x) from all shadows; offline: from OUT shadows with the `a` correction
-    gamma: float = 1.0
-    a: float = 0.3
-    tune_a: bool = False  # choose `a` on the shadows themselves (one shadow as the pseudo-target)
-    num_z: int = 2500
-    temperature: float = 1.0
-    tie_break: bool = True  # order points the step-valued RMIA score leaves tied (by their own ratio)
-
-
-@dataclass
-class AttackConfig:
-    names: list[str] = field(
-        default_factory=lambda: ["threshold", "loss", "lira_online", "lira_offline", "rmia", "master"]
-    )
-    # auto | identity | mirror | shift_DX_DY | mirror_shift_DX_DY  (DX, DY signed pixel offsets);
-    # auto = identity, + mirror when shadow.augment.flip (query only views the models trained on)
-    queries: list[str] = field(default_factory=lambda: ["auto"])
-    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
-    lira: LiraConfig = field(default_factory=LiraConfig)
-    rmia: RmiaConfig = field(default_factory=RmiaConfig)
-
-
-@dataclass
-class MasterConfig:
-    """The meta-classifier (the seed's approach 3): a deep MLP on confidence features."""
-
-    name: str = "default"
-    depth: int = 4  # hidden layers
-    widths: Optional[list[int]] = None  # explicit hidden widths; overrides depth/width
-    width: int = 128
-    epochs: int = 30
-    batch_size: int = 1024
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    # softmax | sorted | max | entropy | loss | phi  (per query, concatenated)
-    features: list[str] = field(default_factory=lambda: ["sorted", "max", "entropy", "loss", "phi"])
-    labels: str = "shadow"  # shadow: shadows' own keep mask | target_pub: target on pub, pub's membership
-    folds: int = 5  # held-out folds whenever it trains on pub's membership
-    max_samples: int = 200000  # cap on shadow (model, point) pairs used for training
-
-
-@dataclass
-class TrainerConfig:
-    """Arguments passed to every lightning.Trainer (target, shadows, master)."""
-
-    accelerator: str = "cpu"
-    devices: Any = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    enable_progress_bar: bool = True
-    log_every_n_steps: int = 10
-    inference_batch_size: int = 1024
-    max_memory_gb: float = 0.0  # 0 = read from the machine; refuse tensors that would not fit
+STAGES = ("simulate", "calibrate", "shadows", "logits", "attacks", "all")
+EVALS = ("auto", "truth", "pub")
+LOGGERS = ("tensorboard", "none")
 
 
 @dataclass
@@ -166,6 +35,9 @@ class ReportConfig:
     submit: str = "best"  # best (by tpr@0.05 on the evaluation set) or an attack name
     eval: str = "auto"  # auto (truth when the task has it, else pub) | truth | pub
     plots: bool = True
+
+    def validate(self, key: str = "report") -> None:
+        choice(self.eval, EVALS, f"{key}.eval")
 
 
 @dataclass
@@ -176,7 +48,7 @@ class LoggerConfig:
 
 @dataclass
 class StoreConfig:
-    root: str = "outputs/store"
+    root: str = "outputs/store"  # conf/config.yaml: ${oc.env:MIA_STORE,outputs/store}
 
 
 @dataclass
@@ -186,11 +58,53 @@ class Config:
     shadow: ShadowConfig = field(default_factory=ShadowConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     master: MasterConfig = field(default_factory=MasterConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    # every lightning.Trainer argument mia does not set itself (null: Lightning's default) and
+    # mia's own keys (config/trainer.py); a mapping, so that Lightning, not mia, types them
+    trainer: Dict[str, Any] = field(
+        default_factory=lambda: {**LIGHTNING_DEFAULTS, **{key: None for key in OTHER_FLAGS}, **MIA_KEYS})
     report: ReportConfig = field(default_factory=ReportConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    stage: str = "all"  # simulate | shadows | logits | attacks | all
+    stage: str = "all"  # simulate | calibrate | shadows | logits | attacks | all
     seed: int = 0
     optimized_metric: str = "attacks.best.tpr@0.05"
     experiment_name: str = "default"
+
+    def validate(self) -> None:
+        choice(self.stage, STAGES, "stage")
+        for name in ("task", "model", "shadow", "attack", "master", "report"):
+            getattr(self, name).validate(name)
+        if self.report.submit != "best":
+            choice(self.report.submit, self.attack.names, "report.submit (must be best or one of attack.names)")
+        self.trainer_settings().validate("trainer")
+
+    def trainer_settings(self) -> TrainerSettings:
+        return TrainerSettings.from_mapping(self.trainer)
+
+
+def known_keys(node: Any, schema: type, prefix: str = "") -> None:
+    """Refuse keys the schema does not have. Hydra answers a misspelt `shadow.epoch=3` with
+    "use +shadow.epoch=3 to append", and an appended key would otherwise be silently ignored."""
+    hints = typing.get_type_hints(schema)
+    for key in node.keys():
+        if key not in hints:
+            where = prefix.rstrip(".") or "the config"
+            raise MiaError(f"unknown key {prefix}{key}{did_you_mean(str(key), hints)} "
+                           f"(the keys of {where}: {', '.join(sorted(hints))})")
+        child = node.get(key)
+        if dataclasses.is_dataclass(hints[key]) and hasattr(child, "keys"):
+            known_keys(child, hints[key], f"{prefix}{key}.")
+
+
+def typed_config(cfg: DictConfig | Config) -> Config:
+    """The composed config as dataclasses, every value checked; raises one-line MiaErrors."""
+    if isinstance(cfg, Config):
+        config = cfg
+    else:
+        known_keys(cfg, Config)
+        try:
+            config = OmegaConf.to_object(cfg)
+        except Exception as error:  # interpolation or conversion errors name their key
+            raise MiaError(" ".join(str(error).split())) from None
+    config.validate()
+    return config

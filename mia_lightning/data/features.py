@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from mia_lightning.attacks.signals import entropy, true_class_log_prob, true_class_margin
-from mia_lightning.config.validate import MASTER_FEATURES as FEATURES
+from mia_lightning.config.master import MASTER_FEATURES as FEATURES
 from mia_lightning.data.memory import EpochBatchSampler, TensorBatches, rank_and_world
 from mia_lightning.errors import MiaError
 from mia_lightning.utils.seeding import derive_seed

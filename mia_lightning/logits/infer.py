@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -31,3 +33,19 @@ def compute_logits(
             views.append(net(inputs).float())  # fp32 even on GPU: LiRA's phi needs the precision
         chunks.append(torch.stack(views, dim=1).cpu())
     return torch.cat(chunks).contiguous()
+
+
+@dataclass(frozen=True)
+class Inference:
+    """How every model (target and shadows) is queried: normalisation, views, batch, device."""
+
+    mean: list[float]
+    std: list[float]
+    queries: list[Query]
+    batch_size: int = 1024
+    device: str = "cpu"
+
+    def logits(self, net: nn.Module, images: Tensor, queries: list[Query] | None = None) -> Tensor:
+        """float32 [N, A, C] of `net` on `images` for `queries` (default: all of this inference's)."""
+        return compute_logits(net, Normalize(self.mean, self.std), images, self.queries if queries is None else queries,
+                              self.batch_size, self.device)

@@ -18,12 +18,13 @@ class RecipeModule(L.LightningModule):
     the in-memory training set moved to the device."""
 
     def init_recipe(self, net: nn.Module, mean: list[float], std: list[float], optimizer: dict[str, Any],
-                    augment: dict[str, Any], channels_last: bool) -> None:
+                    augment: dict[str, Any], channels_last: bool, label_smoothing: float = 0.0) -> None:
         self.net = net.to(memory_format=torch.channels_last) if channels_last else net
+        self.label_smoothing = float(label_smoothing)
         self.normalize = Normalize(mean, std)
         self.optimizer_cfg = dict(optimizer)
-        self.crop_padding = int(augment.get("crop_padding", 0))
-        self.flip = bool(augment.get("flip", False))
+        self.crop_padding = int(augment["crop_padding"])
+        self.flip = bool(augment["flip"])
         self.channels_last = channels_last
 
     def run_net(self, inputs: Tensor) -> Tensor:
@@ -61,10 +62,12 @@ class ClassifierModule(RecipeModule):
         seed: int,
         channels_last: bool = True,
         device_augment: bool = True,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.init_recipe(build_resnet18(num_classes, stem), mean, std, optimizer, augment, channels_last)
+        self.init_recipe(build_resnet18(num_classes, stem), mean, std, optimizer, augment, channels_last,
+                         label_smoothing)
         self.seed = seed
         self.device_augment = device_augment
 
@@ -82,7 +85,7 @@ class ClassifierModule(RecipeModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
         logits = self(self.augment(images, self.global_step))
-        loss = F.cross_entropy(logits, labels)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         accuracy = (logits.argmax(1) == labels).float().mean()
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
         self.log("train/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
@@ -90,19 +93,19 @@ class ClassifierModule(RecipeModule):
 
 
 def make_optimizers(module: L.LightningModule, cfg: dict[str, Any]) -> Any:
-    """The recipe's optimizer over `module.parameters()` and its per-step schedule (shared with stacks)."""
-    name = cfg.get("name", "sgd")
-    params = module.parameters()
+    """The recipe's optimizer (an `OptimizerConfig` as a dict) over `module.parameters()` and its
+    per-step schedule (shared with stacks)."""
+    name, params = cfg["name"], module.parameters()
     if name == "sgd":
-        optimizer = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.9),
-                                    weight_decay=cfg.get("weight_decay", 0.0), nesterov=cfg.get("momentum", 0.9) > 0)
+        optimizer = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"],
+                                    nesterov=cfg["momentum"] > 0)
     elif name == "adam":
-        optimizer = torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
+        optimizer = torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     elif name == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg.get("weight_decay", 0.0))
+        optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     else:
         raise ValueError(f"unknown optimizer {name!r}")
-    if cfg.get("scheduler", "cosine") == "none":
+    if cfg["scheduler"] == "none":
         return optimizer
     total = max(1, int(module.trainer.estimated_stepping_batches))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)

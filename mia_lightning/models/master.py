@@ -8,27 +8,11 @@ model carries its own normalisation and scoring needs nothing else.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from mia_lightning.errors import MiaError
-
-def hidden_widths(master: Any) -> list[int]:
-    """master.widths when given, else master.depth layers of master.width units."""
-    widths = getattr(master, "widths", None)
-    if widths is None:
-        depth, width = int(getattr(master, "depth", 4)), int(getattr(master, "width", 128))
-        if depth < 0 or width < 1:
-            raise MiaError(f"master.depth must be >= 0 and master.width >= 1, got {depth} and {width}")
-        return [width] * depth
-    widths = [int(w) for w in widths]
-    if any(w < 1 for w in widths):
-        raise MiaError(f"master.widths must be positive, got {widths}")
-    return widths
 
 
 class MasterMLP(L.LightningModule):

@@ -8,12 +8,13 @@ is exactly the format of `01_MIA.pt`; input normalisation lives outside it (see
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torchvision.models import ResNet, resnet18
 
-STEMS = ("imagenet", "cifar")
+from mia_lightning.config.model import STEMS
 
 
 def build_resnet18(num_classes: int, stem: str = "imagenet") -> ResNet:
@@ -37,3 +38,15 @@ class Normalize(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The architecture every model of a task shares (read off the target's weights)."""
+
+    num_classes: int
+    stem: str
+    channels_last: bool = True
+
+    def build(self) -> ResNet:
+        return build_resnet18(self.num_classes, self.stem)

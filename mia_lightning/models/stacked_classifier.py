@@ -41,6 +41,7 @@ class StackedClassifierModule(RecipeModule):
         seeds: list[int],
         channels_last: bool = True,
         initial_states: Sequence[dict[str, Tensor]] | None = None,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         if len(seeds) != num_models:
@@ -50,7 +51,7 @@ class StackedClassifierModule(RecipeModule):
         net = StackedResNet18(num_models, num_classes, stem)
         if initial_states is not None:
             load_torchvision_state_dicts(net, initial_states)
-        self.init_recipe(net, mean, std, optimizer, augment, channels_last)
+        self.init_recipe(net, mean, std, optimizer, augment, channels_last, label_smoothing)
         self.seeds = [int(s) for s in seeds]
 
     def forward(self, images: Tensor) -> Tensor:
@@ -70,7 +71,8 @@ class StackedClassifierModule(RecipeModule):
         images, labels = batch  # [G, B, C, H, W], [G, B]
         logits = self(self.augment(images, self.global_step))
         g, b = labels.shape
-        losses = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(g, b).mean(1)
+        losses = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none",
+                                 label_smoothing=self.label_smoothing).view(g, b).mean(1)
         loss = losses.sum()  # model g's gradient is that of its own mean loss
         accuracy = (logits.argmax(-1) == labels).float().mean()
         self.log("train/loss", losses.detach().mean(), on_step=False, on_epoch=True, prog_bar=True, batch_size=b)

@@ -3,7 +3,8 @@
 Each run dir gets `tb/` with
 - an HParams session: the flattened config (`shadow.count`, `master.depth`, ...) and, as
   its metrics, `hparams/<attack>/{tpr@0.05,tpr@0.01,auc}` (and `hparams/best/...` for the
-  submitted attack) plus `models/{target,shadow}_{train,test}_acc` (what the attacks feed on);
+  submitted attack) plus `models/target_{member,non_member}_*` and `models/shadow_{in,out}_*` (the
+  model report: accuracy and median phi, what the attacks feed on);
 - figures `roc/linear` and `roc/log`; the resolved config as text `config`.
 
 Only the per-run `session_start_info` is written, no per-run `experiment` summary:
@@ -20,19 +21,21 @@ is trained: the simulated target in `<store>/tasks/<task>/target/tb`, each shado
 
 from __future__ import annotations
 
-import json
 import time
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
+
+from mia_lightning.run import Run
 
 HPARAM_GROUPS = ("task", "model", "shadow", "attack", "master", "seed", "experiment_name", "stage")
 HPARAM_METRICS = ("tpr@0.05", "tpr@0.01", "auc")
 
 
-def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
+def flat_hparams(cfg: Any) -> dict[str, Any]:
     """Dotted keys -> scalars (lists become strings, None "none") for the HParams tab."""
     out: dict[str, Any] = {}
 
@@ -49,7 +52,7 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
         else:
             out[prefix] = str(value)
 
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = asdict(cfg) if is_dataclass(cfg) else OmegaConf.to_container(cfg, resolve=True)
     for group in HPARAM_GROUPS:
         if group in container:
             walk(group, container[group])
@@ -64,31 +67,18 @@ def hparam_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return values
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def model_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """Train/test accuracy of the target (simulated tasks) and the mean over the run's shadows."""
+    """The model report's accuracies and median phi as scalars: the target on pub's members /
+    non-members, the shadows' mean on their IN / OUT points."""
+    models = metrics.get("models") or {}
     out: dict[str, float] = {}
-    task_dir = metrics.get("task_dir")
-    info = _read_json(Path(task_dir) / "task.json") if task_dir else None
-    target = (info or {}).get("target") or {}
-    for key in ("train_acc", "test_acc"):
-        if isinstance(target.get(key), (int, float)):
-            out[f"models/target_{key}"] = float(target[key])
-    store, count = metrics.get("store"), int(metrics.get("shadows") or 0)
-    if store and count:
-        summaries = [_read_json(Path(store) / f"shadow_{i:03d}" / "summary.json") for i in range(count)]
-        for key in ("train_acc", "test_acc"):
-            values = [float(s[key]) for s in summaries if s and isinstance(s.get(key), (int, float))]
-            values = [v for v in values if v == v]  # drop NaN (a shadow without OUT points)
-            if values:
-                out[f"models/shadow_{key}"] = sum(values) / len(values)
-    return out
+    for side, row in (models.get("target") or {}).items():
+        out.update({f"models/target_{side}_{key}": float(row[key]) for key in ("acc", "phi_median")})
+    for side in ("in", "out"):
+        row = (models.get("shadows") or {}).get(side)
+        if row:
+            out.update({f"models/shadow_{side}_{key}": float(row[key]) for key in ("acc", "phi_median")})
+    return {key: value for key, value in out.items() if value == value}  # no NaN
 
 
 def _clear_events(log_dir: Path) -> None:
@@ -97,15 +87,15 @@ def _clear_events(log_dir: Path) -> None:
         old.unlink(missing_ok=True)
 
 
-def log_run(log_dir: Path, cfg: DictConfig, metrics: dict[str, Any], curves: dict[str, Any]) -> None:
+def log_run(run: Run, metrics: dict[str, Any], curves: dict[str, Any]) -> None:
     from torch.utils.tensorboard.summary import hparams
 
     from mia_lightning.report.plots import roc_figure
 
-    log_dir = Path(log_dir)
+    log_dir = run.run_dir / "tb"
     _clear_events(log_dir)
     logger = TensorBoardLogger(save_dir=str(log_dir.parent), name=log_dir.name, version="", default_hp_metric=False)
-    params = flat_hparams(cfg)
+    params = flat_hparams(run.config)
     values = {**hparam_metrics(metrics), **model_metrics(metrics)}
     logger.log_metrics(values, step=0)  # the scalars the HParams tab reads, by tag
     _, session_start, session_end = hparams(params, values)
@@ -117,6 +107,7 @@ def log_run(log_dir: Path, cfg: DictConfig, metrics: dict[str, Any], curves: dic
     for log_scale in (False, True):
         figure = roc_figure(curves, title=metrics["task"], log_scale=log_scale)
         logger.experiment.add_figure("roc/log" if log_scale else "roc/linear", figure, global_step=0, close=True)
-    text = OmegaConf.to_yaml(cfg, resolve=True)
+    text = OmegaConf.to_yaml(run.composed if run.composed is not None else OmegaConf.structured(run.config),
+                             resolve=True)
     logger.experiment.add_text("config", "\n".join("    " + line for line in text.splitlines()), global_step=0)
     logger.finalize("success")

@@ -3,11 +3,11 @@
 One `StackedClassifierModule` (grouped convolutions, one BatchNorm channel set per model,
 a grouped head) takes one optimizer step for all G models at once; model g gets its own
 batch from its own keep-mask row, its own augmentation and its own initial weights, each
-exactly what the single-model path (`runner.train_shadow`) would use for that shadow:
+exactly what the single-model path (`job.train_shadow`) would use for that shadow:
 
-* initial weights: `seed_everything(ctx.shadow_seed(i))` then `build_resnet18`;
-* batches: `EpochBatchSampler(IN size, batch size, ctx.shadow_seed(i))`, epoch by epoch;
-* augmentation: the generator seeded by (ctx.shadow_seed(i), "augment", global_step);
+* initial weights: `seed_everything(job.shadow_seed(i))` then `build_resnet18`;
+* batches: `EpochBatchSampler(IN size, batch size, job.shadow_seed(i))`, epoch by epoch;
+* augmentation: the generator seeded by (job.shadow_seed(i), "augment", global_step);
 * loss, optimizer and learning-rate schedule: the recipe's, per model.
 
 So a stack trains the same recipe as G single runs (up to float rounding: grouped kernels
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +49,15 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torchvision.models import ResNet
 
+from mia_lightning.config.recipe import TrainRecipe
+from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.data.stacked_memory import StackedMemoryDataModule, batch_plan
 from mia_lightning.io.atomic import atomic_torch_save
 from mia_lightning.io.safe_load import safe_torch_load
 from mia_lightning.models.resnet import build_resnet18
 from mia_lightning.models.stacked_classifier import StackedClassifierModule
 from mia_lightning.models.stacked_resnet import member_part, to_torchvision_state_dicts
-from mia_lightning.shadows.runner import ShadowContext, finish_shadow, train_shadow
+from mia_lightning.shadows.job import ShadowJob, finish_shadow, train_shadow
 from mia_lightning.training.fit import LAST_CHECKPOINT, fit_resuming
 
 __all__ = ["StackSpec", "fit_stack", "export_members", "member_checkpoint", "stack_dir", "stack_spec",
@@ -63,7 +65,7 @@ __all__ = ["StackSpec", "fit_stack", "export_members", "member_checkpoint", "sta
 
 @dataclass
 class StackSpec:
-    """What to train: G models on their own IN sets of one pool, one recipe (plain values)."""
+    """What to train: G models on their own IN sets of one pool, one recipe."""
 
     images: Tensor
     labels: Tensor
@@ -72,7 +74,7 @@ class StackSpec:
     stem: str
     mean: list[float]
     std: list[float]
-    recipe: dict[str, Any]  # epochs, batch_size, optimizer, augment
+    recipe: TrainRecipe
     seeds: list[int]  # model g's seed, as the single path's FitSpec.seed
     channels_last: bool = True
 
@@ -86,18 +88,19 @@ def initial_states(spec: StackSpec) -> list[dict[str, Tensor]]:
     return states
 
 
-def fit_stack(spec: StackSpec, run_dir: Path, trainer_cfg: Any, label: str, logger: bool = True, *,
+def fit_stack(spec: StackSpec, run_dir: Path, settings: TrainerSettings, label: str, logger: bool = True, *,
               history_dirs: Sequence[Path] = (), callbacks: Sequence[Callback] = (),
               max_steps: int = -1) -> StackedClassifierModule:
     """Train (or resume from `run_dir/checkpoints/last.ckpt`) G models; returns the module on CPU."""
     module = StackedClassifierModule(
         num_models=len(spec.seeds), num_classes=spec.num_classes, stem=spec.stem, mean=spec.mean, std=spec.std,
-        optimizer=dict(spec.recipe["optimizer"]), augment=dict(spec.recipe["augment"]), seeds=list(spec.seeds),
+        optimizer=asdict(spec.recipe.optimizer), augment=asdict(spec.recipe.augment), seeds=list(spec.seeds),
         channels_last=spec.channels_last, initial_states=initial_states(spec),
+        label_smoothing=spec.recipe.label_smoothing,
     )
-    datamodule = StackedMemoryDataModule(spec.images, spec.labels, spec.train_indices, spec.recipe["batch_size"],
+    datamodule = StackedMemoryDataModule(spec.images, spec.labels, spec.train_indices, spec.recipe.batch_size,
                                          spec.seeds)
-    fit_resuming(module, datamodule, run_dir, trainer_cfg, label, spec.recipe["epochs"], logger, callbacks, max_steps,
+    fit_resuming(module, datamodule, run_dir, settings, label, spec.recipe.epochs, logger, callbacks, max_steps,
                  history_dirs, stack=run_dir.name)
     module.to("cpu")
     module.net.to(memory_format=torch.contiguous_format)
@@ -152,21 +155,22 @@ def member_checkpoint(stacked: dict[str, Any], module: StackedClassifierModule, 
         "num_classes": hp["num_classes"], "stem": hp["stem"], "mean": list(hp["mean"]), "std": list(hp["std"]),
         "optimizer": dict(hp["optimizer"]), "augment": dict(hp["augment"]), "seed": int(hp["seeds"][g]),
         "channels_last": bool(hp["channels_last"]), "device_augment": True,
+        "label_smoothing": float(hp["label_smoothing"]),
     }
     out["callbacks"] = {}
     return out
 
 
-def stack_dir(ctx: ShadowContext, indices: Sequence[int]) -> Path:
+def stack_dir(job: ShadowJob, indices: Sequence[int]) -> Path:
     """The stack's fixed run dir in the store entry, named after its members (`stack_000-001`)."""
-    return ctx.store.dir / ("stack_" + "-".join(f"{index:03d}" for index in indices))
+    return job.store.dir / ("stack_" + "-".join(f"{index:03d}" for index in indices))
 
 
-def stack_spec(ctx: ShadowContext, indices: Sequence[int]) -> StackSpec:
+def stack_spec(job: ShadowJob, indices: Sequence[int]) -> StackSpec:
     return StackSpec(
-        images=ctx.images, labels=ctx.labels, train_indices=[ctx.keep[i].nonzero().squeeze(1) for i in indices],
-        num_classes=ctx.num_classes, stem=ctx.stem, mean=ctx.mean, std=ctx.std, recipe=ctx.recipe,
-        seeds=[ctx.shadow_seed(i) for i in indices], channels_last=ctx.channels_last,
+        images=job.images, labels=job.labels, train_indices=[job.keep[i].nonzero().squeeze(1) for i in indices],
+        num_classes=job.model.num_classes, stem=job.model.stem, mean=job.inference.mean, std=job.inference.std,
+        recipe=job.recipe, seeds=[job.shadow_seed(i) for i in indices], channels_last=job.model.channels_last,
     )
 
 
@@ -174,31 +178,31 @@ def _label(indices: Sequence[int], total: int) -> str:
     return f"shadows {','.join(f'{i:03d}' for i in indices)} (stack of {len(indices)}, {total} in all)"
 
 
-def _train_stack(ctx: ShadowContext, indices: list[int]) -> list[dict[str, Any]]:
+def _train_stack(job: ShadowJob, indices: list[int]) -> list[dict[str, Any]]:
     start = time.monotonic()
-    run_dir = stack_dir(ctx, indices)
-    module = fit_stack(stack_spec(ctx, indices), run_dir, ctx.trainer_cfg, _label(indices, ctx.keep.shape[0]),
-                       history_dirs=[ctx.store.shadow_dir(i) for i in indices])
+    run_dir = stack_dir(job, indices)
+    module = fit_stack(stack_spec(job, indices), run_dir, job.trainer, _label(indices, job.keep.shape[0]),
+                       history_dirs=[job.store.shadow_dir(i) for i in indices])
     seconds = (time.monotonic() - start) / len(indices)  # the stack's wall time, shared
     nets = export_members(module)
     stacked = safe_torch_load(run_dir / LAST_CHECKPOINT, key="checkpoint")
     for g, index in enumerate(indices):  # every member resumable on its own before any is finished
-        atomic_torch_save(ctx.store.shadow_dir(index) / LAST_CHECKPOINT, member_checkpoint(stacked, module, g))
+        atomic_torch_save(job.store.shadow_dir(index) / LAST_CHECKPOINT, member_checkpoint(stacked, module, g))
     del stacked
-    summaries = [finish_shadow(ctx, index, net, seconds) for index, net in zip(indices, nets)]
+    summaries = [finish_shadow(job, index, net, seconds) for index, net in zip(indices, nets)]
     (run_dir / LAST_CHECKPOINT).unlink(missing_ok=True)  # every member has its own copy now
     return summaries
 
 
-def plan_groups(ctx: ShadowContext, indices: Sequence[int]) -> tuple[list[list[int]], list[int]]:
+def plan_groups(job: ShadowJob, indices: Sequence[int]) -> tuple[list[list[int]], list[int]]:
     """Split `indices` into stacks (>= 2 members, equal batch plans) and shadows to train alone."""
     alone: list[int] = []
     by_plan: dict[tuple[int, ...], list[int]] = {}
     for index in indices:
-        if (ctx.store.shadow_dir(index) / LAST_CHECKPOINT).is_file():
+        if (job.store.shadow_dir(index) / LAST_CHECKPOINT).is_file():
             alone.append(index)  # its own run (single, or an exported member) is further along
             continue
-        plan = batch_plan(int(ctx.keep[index].sum()), int(ctx.recipe["batch_size"]))
+        plan = batch_plan(int(job.keep[index].sum()), int(job.recipe.batch_size))
         by_plan.setdefault(plan, []).append(index)
     stacks = []
     for members in by_plan.values():
@@ -209,16 +213,16 @@ def plan_groups(ctx: ShadowContext, indices: Sequence[int]) -> tuple[list[list[i
     return stacks, sorted(alone)
 
 
-def train_shadow_stack(ctx: ShadowContext, indices: list[int]) -> list[dict[str, Any]]:
+def train_shadow_stack(job: ShadowJob, indices: list[int]) -> list[dict[str, Any]]:
     """Train (or resume) the shadows `indices` as one stack where possible; caller holds their locks.
 
     Returns one summary per shadow trained here (as `finish_shadow` writes them).
     """
-    todo = [index for index in indices if not ctx.store.is_done(index)]
-    stacks, alone = plan_groups(ctx, todo)
+    todo = [index for index in indices if not job.store.is_done(index)]
+    stacks, alone = plan_groups(job, todo)
     summaries: list[dict[str, Any]] = []
     for members in stacks:
-        summaries.extend(_train_stack(ctx, members))
+        summaries.extend(_train_stack(job, members))
     for index in alone:
-        summaries.append(train_shadow(ctx, index))
+        summaries.append(train_shadow(job, index))
     return summaries

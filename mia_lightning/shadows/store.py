@@ -14,6 +14,7 @@ are pure functions of the config.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,13 @@ class ShadowStore:
 
     def is_done(self, index: int) -> bool:
         return (self.shadow_dir(index) / DONE).is_file()
+
+    def summary(self, index: int) -> dict[str, Any] | None:
+        """The shadow's `summary.json` (accuracies, seconds), or None if it has none (yet)."""
+        try:
+            return json.loads((self.shadow_dir(index) / "summary.json").read_text())
+        except (OSError, ValueError):
+            return None
 
     def target_dir(self, weights_hash: str) -> Path:
         return self.task_dir / f"target_{weights_hash}"

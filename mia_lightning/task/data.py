@@ -38,8 +38,8 @@ class Task:
     """A whole MIA task: published points, private points, the target's weights.
 
     The attack pool is pub followed by priv (pool index i < len(pub) is a pub point).
-    `truth` (membership of priv) is present only for simulated tasks and is read only
-    by the scorer, never by an attack.
+    `files["truth"]` (membership of priv) exists only for simulated tasks; the scorer reads
+    it (report/metrics.py), no attack or search ever does.
     """
 
     name: str
@@ -50,7 +50,7 @@ class Task:
     stem: str
     mean: list[float]
     std: list[float]
-    truth: Optional[Tensor] = None  # int8 [len(priv)]
+    truth: Optional[Tensor] = None  # int8 [len(priv)], only once the scorer has read files["truth"]
     files: dict[str, Path] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 

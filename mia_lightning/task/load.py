@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
 import torch
 
+from mia_lightning.config.task import TaskConfig
 from mia_lightning.errors import MiaError
 from mia_lightning.io.safe_load import describe_path, safe_torch_load
 from mia_lightning.task.data import Task, TaskSplit
@@ -48,16 +47,21 @@ def read_truth(path: str | os.PathLike, priv: TaskSplit, key: str = "task.truth"
     return torch.tensor([truth[i] for i in priv.ids.tolist()], dtype=torch.int8)
 
 
-def _required(cfg: Any, key: str) -> Path:
-    value = getattr(cfg, key)
+def _required(cfg: TaskConfig, key: str) -> Path:
+    value = {"pub": cfg.pub, "priv": cfg.priv, "target": cfg.target}[key]
     if not value:
         raise MiaError(f"task.{key} is not set: pass task.{key}=path/to/file")
     return Path(str(value)).expanduser()
 
 
-def load_task(cfg: Any, model_stem: str = "auto") -> Task:
-    """Build a Task from a `task` config whose pub/priv/target point at files."""
-    resize = bool(getattr(cfg, "resize", False))
+def load_task(cfg: TaskConfig, model_stem: str = "auto", *, read_truth_file: bool = False) -> Task:
+    """Build a Task from a `task` config whose pub/priv/target point at files.
+
+    The hidden truth (`task.truth`) is only located here, not read: the scorer reads it in
+    the report stage (`read_truth_file=True` reads and checks it now), so no stage before
+    the report, the recipe search included, can even see it.
+    """
+    resize = cfg.resize
     pub_path, priv_path, target_path = (_required(cfg, k) for k in ("pub", "priv", "target"))
     pub = read_split(pub_path, "task.pub", cfg.image_size, resize)
     priv = read_split(priv_path, "task.priv", cfg.image_size, resize)
@@ -74,11 +78,17 @@ def load_task(cfg: Any, model_stem: str = "auto") -> Task:
                 f"{key}={path}: label {top} does not fit the target's {num_classes} classes "
                 f"(task.target={target_path}); are the files from the same release?"
             )
-    truth = read_truth(Path(str(cfg.truth)).expanduser(), priv) if getattr(cfg, "truth", None) else None
+    truth_path = Path(str(cfg.truth)).expanduser() if cfg.truth else None
+    if truth_path is not None and not truth_path.is_file():
+        raise MiaError(f"task.truth={truth_path}: file not found")
     if len(cfg.mean) != 3 or len(cfg.std) != 3 or min(cfg.std) <= 0:
         raise MiaError("task.mean and task.std need 3 values each, std > 0")
-    return Task(
+    task = Task(
         name=str(cfg.name), pub=pub, priv=priv, target_state=state, num_classes=num_classes, stem=stem,
-        mean=[float(m) for m in cfg.mean], std=[float(s) for s in cfg.std], truth=truth,
-        files={"pub": pub_path, "priv": priv_path, "target": target_path},
+        mean=[float(m) for m in cfg.mean], std=[float(s) for s in cfg.std],
+        files={"pub": pub_path, "priv": priv_path, "target": target_path,
+               **({"truth": truth_path} if truth_path is not None else {})},
     )
+    if read_truth_file and truth_path is not None:
+        task.truth = read_truth(truth_path, priv)
+    return task

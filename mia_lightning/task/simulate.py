@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
+from mia_lightning.config.recipe import recipe_values
+from mia_lightning.config.task import TaskConfig
+from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.errors import MiaError
 from mia_lightning.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
 from mia_lightning.io.locks import locked
@@ -33,22 +35,18 @@ from mia_lightning.utils.seeding import derive_seed
 FILES = {"pub": "pub.pt", "priv": "priv_out.pt", "target": "01_MIA.pt", "truth": "truth.pt"}
 
 
-def _plain(cfg: Any) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
-
-
-def simulation_key(task_cfg: Any, stem: str) -> dict[str, Any]:
+def simulation_key(task_cfg: TaskConfig, stem: str) -> dict[str, Any]:
     """Every value that changes the simulated task's files."""
     return {
         "source": task_cfg.source, "pool_size": int(task_cfg.pool_size), "pub_fraction": float(task_cfg.pub_fraction),
         "member_fraction": float(task_cfg.member_fraction), "image_size": int(task_cfg.image_size),
         "image_format": task_cfg.image_format, "seed": int(task_cfg.seed), "stem": stem,
         "mean": [float(v) for v in task_cfg.mean], "std": [float(v) for v in task_cfg.std],
-        "train": _plain(task_cfg.train),
+        "train": recipe_values(task_cfg.train),
     }
 
 
-def simulated_task_dir(task_cfg: Any, stem: str, store_root: Path) -> Path:
+def simulated_task_dir(task_cfg: TaskConfig, stem: str, store_root: Path) -> Path:
     return store_root / "tasks" / f"{task_cfg.source}-{config_hash(simulation_key(task_cfg, stem))}"
 
 
@@ -62,23 +60,26 @@ def _stratified_pub(members: torch.Tensor, fraction: float, generator: torch.Gen
     return pub
 
 
-def simulate_task(task_cfg: Any, stem: str, trainer_cfg: Any, store_root: Path, channels_last: bool = True) -> Path:
-    """Create (once) and return the directory of a simulated task."""
+def simulate_task(task_cfg: TaskConfig, stem: str, settings: TrainerSettings, store_root: Path,
+                  channels_last: bool = True) -> Path:
+    """Create (once) and return the directory of a simulated task.
+
+    The target's recipe is `task.train` alone: trainer flags that change what a model
+    learns (`+trainer.gradient_clip_val`, ...) are meant for the shadows and are not applied.
+    """
     task_dir = simulated_task_dir(task_cfg, stem, store_root)
     if (task_dir / "done").is_file():
         return task_dir
     task_dir.mkdir(parents=True, exist_ok=True)
     with locked(task_dir / "lock"):
         if not (task_dir / "done").is_file():
-            _simulate_into(task_dir, task_cfg, stem, trainer_cfg, channels_last)
+            _simulate_into(task_dir, task_cfg, stem, settings.execution_only(), channels_last)
     return task_dir
 
 
-def _simulate_into(task_dir: Path, task_cfg: Any, stem: str, trainer_cfg: Any, channels_last: bool) -> None:
-    for key, low, high in (("pub_fraction", 0, 1), ("member_fraction", 0, 1)):
-        value = float(getattr(task_cfg, key))
-        if not low < value < high:
-            raise MiaError(f"task.{key} must be in (0, 1), got {value}")
+def _simulate_into(task_dir: Path, task_cfg: TaskConfig, stem: str, settings: TrainerSettings,
+                   channels_last: bool) -> None:
+    task_cfg.validate("task")
     images, labels = load_source(task_cfg.source, task_cfg.data_root, task_cfg.download, task_cfg.image_size)
     pool_size = int(task_cfg.pool_size)
     if not 4 <= pool_size <= len(labels):
@@ -94,11 +95,10 @@ def _simulate_into(task_dir: Path, task_cfg: Any, stem: str, trainer_cfg: Any, c
     ids = torch.randperm(15 * pool_size, generator=generator)[:pool_size]  # non-contiguous ids, like TML25's
 
     start = time.monotonic()
-    recipe = _plain(task_cfg.train)
     spec = FitSpec(images=images, labels=labels, train_index=members.nonzero().squeeze(1), num_classes=num_classes,
-                   stem=stem, mean=list(task_cfg.mean), std=list(task_cfg.std), recipe=recipe,
+                   stem=stem, mean=list(task_cfg.mean), std=list(task_cfg.std), recipe=task_cfg.train,
                    seed=derive_seed(task_cfg.seed, "target"), channels_last=channels_last)
-    net = fit_classifier(spec, task_dir / "target", trainer_cfg, "target")
+    net = fit_classifier(spec, task_dir / "target", settings, "target")
     logits = compute_logits(net, Normalize(task_cfg.mean, task_cfg.std), images, [parse_query("identity")])[:, 0]
     correct = (logits.argmax(1) == labels).float()
     accuracy = {"train_acc": float(correct[members].mean()), "test_acc": float(correct[~members].mean())}

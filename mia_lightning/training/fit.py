@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +20,23 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from mia_lightning.config.recipe import TrainRecipe
+from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.data.memory import InMemoryDataModule, PlainDataModule
+from mia_lightning.errors import MiaError
 from mia_lightning.models.classifier import ClassifierModule
 from mia_lightning.training.checkpoint_io import AtomicCheckpointIO
 from mia_lightning.training.progress import LabelledProgressBar
+from mia_lightning.training.trainer import build_trainer
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # a run's resume point, relative to its directory
 
 
 @dataclass
 class FitSpec:
-    """What to train: data, architecture and recipe (all plain values)."""
+    """What to train: data, architecture and recipe."""
 
     images: Tensor
     labels: Tensor
@@ -42,27 +45,13 @@ class FitSpec:
     stem: str
     mean: list[float]
     std: list[float]
-    recipe: dict[str, Any]  # TrainRecipe as a dict: epochs, batch_size, optimizer, augment
+    recipe: TrainRecipe
     seed: int
     channels_last: bool = True
     # True: the fast path (pool on the device, batch augmentation on the device);
     # False: the plain path (DataLoader, per-sample CPU augmentation, collation, host->device
     # copy per batch). Both train exactly the same recipe (same batches, same augmentation).
     fast: bool = True
-
-
-def trainer_kwargs(trainer_cfg: Any) -> dict[str, Any]:
-    """lightning.Trainer arguments from the `trainer` config group."""
-    cfg = OmegaConf.to_container(trainer_cfg) if isinstance(trainer_cfg, DictConfig) else dict(vars(trainer_cfg))
-    return {
-        "accelerator": cfg["accelerator"],
-        "devices": cfg["devices"],
-        "strategy": cfg["strategy"],
-        "precision": cfg["precision"],
-        "log_every_n_steps": cfg["log_every_n_steps"],
-        # our samplers shard by rank themselves; Lightning's DistributedSampler wrapper would shard twice
-        "use_distributed_sampler": False,
-    }
 
 
 def append_history(run_dir: Path, event: dict[str, Any]) -> None:
@@ -91,50 +80,43 @@ class EpochCheckpoint(Checkpoint):
         trainer.save_checkpoint(self.path, weights_only=False)  # full state: resume needs it
 
 
-def build_trainer(run_dir: Path, trainer_cfg: Any, label: str, max_epochs: int, logger: bool = True,
-                  callbacks: Sequence[Callback] = (), max_steps: int = -1) -> L.Trainer:
-    """The Lightning Trainer of one resumable run in `run_dir` (shadows, stacks, the target).
+def run_trainer(run_dir: Path, settings: TrainerSettings, label: str, max_epochs: int, logger: bool = True,
+                callbacks: Sequence[Callback] = (), max_steps: int = -1) -> L.Trainer:
+    """The Trainer of one resumable run in `run_dir` (shadows, stacks, the target).
 
     Checkpoint `checkpoints/last.ckpt` after every epoch (atomically), TensorBoard in `tb/`,
     no validation, and a progress bar labelled with the model's name.
     """
-    show_bar = bool(getattr(trainer_cfg, "enable_progress_bar", True))
-    all_callbacks: list[Any] = [
-        EpochCheckpoint(run_dir / LAST_CHECKPOINT),
-        *callbacks,
-    ]
-    if show_bar:
+    all_callbacks: list[Callback] = [EpochCheckpoint(run_dir / LAST_CHECKPOINT), *callbacks]
+    if settings.progress_bar:
         all_callbacks.append(LabelledProgressBar(label))
-    return L.Trainer(
-        **trainer_kwargs(trainer_cfg),
-        max_epochs=max_epochs,
-        max_steps=max_steps,
-        default_root_dir=run_dir,
-        logger=TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False) if logger else False,
-        callbacks=all_callbacks,
-        plugins=[AtomicCheckpointIO()],
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-        enable_progress_bar=show_bar,
-    )
+    tensorboard = TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
+    return build_trainer(settings, max_epochs=max_epochs, max_steps=max_steps, logger=tensorboard if logger else False,
+                         callbacks=all_callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=run_dir)
 
 
-def fit_resuming(module: L.LightningModule, datamodule: L.LightningDataModule, run_dir: Path, trainer_cfg: Any,
-                 label: str, max_epochs: int, logger: bool, callbacks: Sequence[Callback], max_steps: int,
-                 history_dirs: Sequence[Path] = (), **event: Any) -> None:
+def fit_resuming(module: L.LightningModule, datamodule: L.LightningDataModule, run_dir: Path,
+                 settings: TrainerSettings, label: str, max_epochs: int, logger: bool, callbacks: Sequence[Callback],
+                 max_steps: int, history_dirs: Sequence[Path] = (), **event: Any) -> None:
     """`trainer.fit` in `run_dir`, resumed from its `last.ckpt` when one is there; each start
-    is a `fit_start` line (plus `event`) in the history of `run_dir` and of `history_dirs`."""
+    is a `fit_start` line (plus `event`) in the history of `run_dir` and of `history_dirs`.
+
+    A run that a Trainer flag stopped early (`trainer.max_time`) raises, so that it is
+    never taken for a finished model; rerunning resumes it.
+    """
     last = run_dir / LAST_CHECKPOINT
     resume = last.is_file()
     for directory in [run_dir, *history_dirs]:
         append_history(directory, {"event": "fit_start", "resume": resume, "label": label, **event})
-    trainer = build_trainer(run_dir, trainer_cfg, label, max_epochs, logger, callbacks, max_steps)
+    trainer = run_trainer(run_dir, settings, label, max_epochs, logger, callbacks, max_steps)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None,
                 weights_only=True)  # our CheckpointIO loads restricted anyway; say so
+    if max_steps < 0 and trainer.current_epoch < max_epochs and not trainer.interrupted:
+        raise MiaError(f"{label} stopped after {trainer.current_epoch} of {max_epochs} epochs "
+                       f"(a trainer flag such as trainer.max_time); rerun the same command to resume it")
 
 
-def fit_classifier(spec: FitSpec, run_dir: Path, trainer_cfg: Any, label: str, logger: bool = True, *,
+def fit_classifier(spec: FitSpec, run_dir: Path, settings: TrainerSettings, label: str, logger: bool = True, *,
                    callbacks: Sequence[Callback] = (), max_steps: int = -1) -> nn.Module:
     """Train (or resume) in `run_dir`; returns the trained torchvision network on CPU.
 
@@ -142,17 +124,17 @@ def fit_classifier(spec: FitSpec, run_dir: Path, trainer_cfg: Any, label: str, l
     stops early (the benchmark uses both); neither changes what a full run trains.
     """
     L.seed_everything(spec.seed, workers=False, verbose=False)
+    recipe = spec.recipe
     module = ClassifierModule(
         num_classes=spec.num_classes, stem=spec.stem, mean=spec.mean, std=spec.std,
-        optimizer=dict(spec.recipe["optimizer"]), augment=dict(spec.recipe["augment"]),
-        seed=spec.seed, channels_last=spec.channels_last, device_augment=spec.fast,
+        optimizer=asdict(recipe.optimizer), augment=asdict(recipe.augment), seed=spec.seed,
+        channels_last=spec.channels_last, device_augment=spec.fast, label_smoothing=recipe.label_smoothing,
     )
     if spec.fast:
         datamodule: L.LightningDataModule = InMemoryDataModule(
-            spec.images, spec.labels, spec.train_index, spec.recipe["batch_size"], spec.seed)
+            spec.images, spec.labels, spec.train_index, recipe.batch_size, spec.seed)
     else:
-        datamodule = PlainDataModule(spec.images, spec.labels, spec.train_index, spec.recipe["batch_size"], spec.seed,
-                                     dict(spec.recipe["augment"]))
-    fit_resuming(module, datamodule, run_dir, trainer_cfg, label, spec.recipe["epochs"], logger, callbacks, max_steps)
-    net = module.net.to("cpu").to(memory_format=torch.contiguous_format)
-    return net
+        datamodule = PlainDataModule(spec.images, spec.labels, spec.train_index, recipe.batch_size, spec.seed,
+                                     asdict(recipe.augment))
+    fit_resuming(module, datamodule, run_dir, settings, label, recipe.epochs, logger, callbacks, max_steps)
+    return module.net.to("cpu").to(memory_format=torch.contiguous_format)

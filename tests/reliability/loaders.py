@@ -21,7 +21,7 @@ from mia_lightning.io.safe_load import safe_torch_load
 from mia_lightning.logits.logits_file import ensure_logits, read_logits
 from mia_lightning.logits.queries import parse_queries
 from mia_lightning.models.resnet import build_resnet18
-from mia_lightning.pipeline import load_shadow_weights
+from mia_lightning.shadows.job import load_shadow_weights
 from mia_lightning.shadows.store import ShadowStore
 from mia_lightning.task.data import TaskSplit
 from mia_lightning.task.load import load_task, read_split, read_truth

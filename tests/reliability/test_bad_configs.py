@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 
 from conftest import fresh_store, make_cfg, run_mia, TINY
 from mia_lightning.app import CONFIG_DIR, _is_config_error, one_line
-from mia_lightning.config.validate import validate_config
+from mia_lightning.pipeline import validate_config
 from mia_lightning.errors import MiaError
 
 # (override, the key the one-line error must name)

@@ -9,23 +9,28 @@ through `run_attacks` and `metrics.summarize` directly.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from conftest import fresh_store, make_cfg, TINY
 from mia_lightning.attacks.base import AttackInputs
 from mia_lightning.attacks.registry import ATTACK_NAMES, run_attacks
-from mia_lightning.config.schema import AttackConfig, MasterConfig, RmiaConfig, TrainerConfig
+from mia_lightning.config.attack import AttackConfig, RmiaConfig
+from mia_lightning.config.master import MasterConfig
+from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.errors import MiaError
 from mia_lightning.io.atomic import atomic_write_text
 from mia_lightning.logits.logits_file import write_logits
 from mia_lightning.metrics.roc import summarize
-from mia_lightning.pipeline import obtain_task, run_pipeline, shadow_context
+from mia_lightning.pipeline import open_run, run_pipeline
+from mia_lightning.stages.shadows import shadow_set
+from mia_lightning.stages.task import obtain_task
 from mia_lightning.shadows.fingerprint import tensor_digest
 from mia_lightning.task.submission import read_submission
 
@@ -63,8 +68,9 @@ def plant_and_attack(store: Path, run_dir: Path, kind: str, count: int, *extra: 
     """Write crafted logits for the target and `count` shadows, then run the attack stage."""
     overrides = [*TINY, f"store.root={store}", f"shadow.count={count}", "stage=attacks", "logger=none", *extra]
     cfg = make_cfg(*overrides)
-    task = obtain_task(cfg)
-    ctx = shadow_context(cfg, task, count)
+    run = open_run(cfg, run_dir)
+    task = obtain_task(run)
+    ctx = shadow_set(run, task)
     logits = craft(kind, count + 1, task.pool_size, task.num_classes)
     weights_hash = tensor_digest(*[task.target_state[k] for k in sorted(task.target_state)])[:12]
     write_logits(ctx.store.target_dir(weights_hash) / "logits.pt", {q: logits[0, :, i] for i, q in enumerate(QUERIES)})
@@ -105,10 +111,10 @@ def inputs(target: torch.Tensor, shadows: torch.Tensor, keep: torch.Tensor, labe
 
 
 # the typed configs, as Hydra composes them (every key present; only these values differ)
-ATTACK_CFG = OmegaConf.structured(AttackConfig(names=list(ATTACK_NAMES), queries=QUERIES, rmia=RmiaConfig(num_z=50)))
-MASTER_CFG = OmegaConf.structured(MasterConfig(depth=1, width=8, epochs=1, batch_size=64, weight_decay=0.0,
-                                               features=["sorted", "max", "loss", "phi"], folds=2, max_samples=2000))
-TRAINER_CFG = OmegaConf.structured(TrainerConfig(enable_progress_bar=False, log_every_n_steps=1))
+ATTACK_CFG = AttackConfig(names=list(ATTACK_NAMES), queries=QUERIES, rmia=RmiaConfig(num_z=50))
+MASTER_CFG = MasterConfig(depth=1, width=8, epochs=1, batch_size=64, weight_decay=0.0,
+                          features=["sorted", "max", "loss", "phi"], folds=2, max_samples=2000)
+TRAINER_CFG = TrainerSettings.cpu(enable_progress_bar=False, log_every_n_steps=1)
 
 
 def all_finite(results) -> None:
@@ -139,7 +145,7 @@ def test_single_class_logits(kind):
     keep = torch.stack([torch.arange(n) % 2 == 0, torch.arange(n) % 2 == 1])
     names = ["threshold", "loss", "lira_online", "lira_offline", "rmia"]
     results = run_attacks(inputs(logits[0], logits[1:], keep, torch.zeros(n, dtype=torch.int64)),
-                          OmegaConf.merge(ATTACK_CFG, {"names": names}), MASTER_CFG, TRAINER_CFG, seed=0)
+                          dataclasses.replace(ATTACK_CFG, names=names), MASTER_CFG, TRAINER_CFG, seed=0)
     all_finite(results)
 
 
@@ -147,7 +153,7 @@ def test_without_shadows_the_shadow_free_attacks_still_run():
     n, c = 32, 4
     logits = torch.randn(n, 2, c)
     results = run_attacks(inputs(logits, torch.zeros(0, n, 2, c), torch.zeros(0, n, dtype=torch.bool),
-                                 torch.arange(n) % c), OmegaConf.merge(ATTACK_CFG, {"names": ["threshold", "loss"]}),
+                                 torch.arange(n) % c), dataclasses.replace(ATTACK_CFG, names=["threshold", "loss"]),
                           MASTER_CFG, TRAINER_CFG, seed=0)
     all_finite(results)
 

@@ -436,7 +436,7 @@ def test_whole_task_consistency_errors(files, work, loaders):
     cases.append(({"mean": [0.5], "std": [0.0, 1.0, 1.0]}, "task.mean and task.std"))
     for override, message in cases:
         try:
-            load_task(task_cfg(files, **override))
+            load_task(task_cfg(files, **override), read_truth_file=True)
         except MiaError as error:
             assert message in str(error) and "\n" not in str(error), str(error)
         else:
@@ -646,11 +646,14 @@ def test_malicious_last_ckpt_in_the_store_is_refused_on_resume(tiny_task_dir, tm
     import shutil
 
     from conftest import TINY, make_cfg
-    from mia_lightning.pipeline import obtain_task, run_pipeline, shadow_context
+    from mia_lightning.pipeline import open_run, run_pipeline
+    from mia_lightning.stages.shadows import shadow_set
+    from mia_lightning.stages.task import obtain_task
 
     fresh_store(tiny_task_dir, tmp_path)
     cfg = make_cfg(*TINY, "stage=shadows", "shadow.only=0", f"store.root={tmp_path}")
-    ctx = shadow_context(cfg, obtain_task(cfg), 2)
+    run = open_run(cfg, tmp_path / "run")
+    ctx = shadow_set(run, obtain_task(run))
     evil = dict(payload_files)["newobj-build-setstate-p2/zip"]
     checkpoint = ctx.store.shadow_dir(0) / "checkpoints" / "last.ckpt"
     checkpoint.parent.mkdir(parents=True)

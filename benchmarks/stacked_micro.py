@@ -10,8 +10,8 @@ Variants are timed round-robin (one step of each per round) and scored by their 
 and median step, so that other processes sharing a small machine slow all variants alike
 instead of whichever happened to run at the time.
 
-    python scripts/bench_stacked_micro.py                 # CPU defaults, < 3 minutes on 2 cores
-    python scripts/bench_stacked_micro.py --device cuda --steps 50 --grouped 2 4 8 16 --vmap 2 4 8
+    mia-bench micro                                       # CPU defaults, < 3 minutes on 2 cores
+    mia-bench micro --device cuda --steps 50 --grouped 2 4 8 16 --vmap 2 4 8
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mia_lightning.bench import sync_device
+from .training import sync_device
 from mia_lightning.models.resnet import build_resnet18
 from mia_lightning.models.stacked_resnet import StackedResNet18, VmapResNet18, stack_inputs
 
@@ -70,7 +70,7 @@ def make_variant(name: str, g: int, args: argparse.Namespace, device: torch.devi
     return Variant(name, g, step)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch", type=int, default=128)
@@ -83,7 +83,7 @@ def main() -> None:
     p.add_argument("--vmap", type=int, nargs="*", default=[2, 4])
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave the default)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -12,7 +12,9 @@ import torch
 
 from mia_lightning.attacks.base import AttackInputs
 from mia_lightning.attacks.registry import run_attacks
-from mia_lightning.config.schema import AttackConfig, MasterConfig, TrainerConfig
+from mia_lightning.config.attack import AttackConfig
+from mia_lightning.config.master import MasterConfig
+from mia_lightning.config.trainer import TrainerSettings
 
 FAST_ATTACKS = ("threshold", "loss", "lira_online", "lira_offline", "rmia")
 
@@ -49,7 +51,7 @@ def attack_stage_benchmark(num_shadows: int = 64, num_points: int = 40000, queri
         torch.set_num_threads(threads)
     try:
         start = time.perf_counter()
-        results = run_attacks(inputs, attack, MasterConfig(), TrainerConfig(), seed=seed)
+        results = run_attacks(inputs, attack, MasterConfig(), TrainerSettings(), seed=seed)
         total = time.perf_counter() - start
     finally:
         torch.set_num_threads(before)

@@ -1,0 +1,107 @@
+"""Settings of each attack (`attack.<name>.*`) and which attacks run (`attack.names`).
+
+Which names exist is the attack registry's business (`attacks/registry.py`): the attack
+stage checks `attack.names` against it, so this module never lists them twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mia_lightning.config.checks import at_least, choice, fraction, non_empty, positive
+
+LIRA_VARIANCES = ("auto", "global", "per_example")
+LIRA_CENTERS = ("median", "mean")
+DEFAULT_ATTACKS = ["threshold", "loss", "lira_online", "lira_offline", "rmia", "master", "lira_calibrated", "stack"]
+
+
+@dataclass
+class ThresholdConfig:
+    tau: float = 0.95  # decision point of the hard rule (the score stays continuous)
+
+    def validate(self, key: str) -> None:
+        fraction(self.tau, f"{key}.tau", low_open=False, high_open=False)
+
+
+@dataclass
+class LiraConfig:
+    variance: str = "auto"  # auto (global below global_below shadows) | global | per_example
+    global_below: int = 64
+    min_std: float = 1e-3
+    center: str = "median"  # per-point centre of each side: median (the paper's code; robust) | mean
+
+    def validate(self, key: str) -> None:
+        choice(self.variance, LIRA_VARIANCES, f"{key}.variance")
+        choice(self.center, LIRA_CENTERS, f"{key}.center")
+        positive(self.min_std, f"{key}.min_std")
+        at_least(self.global_below, 0, f"{key}.global_below")
+
+
+@dataclass
+class RmiaConfig:
+    online: bool = True  # Pr(x) from all shadows; offline: from OUT shadows with the `a` correction
+    gamma: float = 1.0
+    a: float = 0.3
+    tune_a: bool = False  # choose `a` on the shadows themselves (one shadow as the pseudo-target)
+    num_z: int = 2500
+    temperature: float = 1.0
+    tie_break: bool = True  # order points the step-valued RMIA score leaves tied (by their own ratio)
+
+    def validate(self, key: str) -> None:
+        positive(self.gamma, f"{key}.gamma")
+        fraction(self.a, f"{key}.a", low_open=False, high_open=False)
+        at_least(self.num_z, 1, f"{key}.num_z")
+        positive(self.temperature, f"{key}.temperature")
+
+
+STACK_MODELS = ("hgb", "logistic")
+
+
+@dataclass
+class StackConfig:
+    """`stack`: a supervised combiner trained on pub's membership (attacks/stack.py)."""
+
+    model: str = "hgb"  # hgb: scikit-learn's HistGradientBoostingClassifier | logistic: LogisticRegression
+    folds: int = 5  # held-out folds on pub
+    max_iter: int = 200  # boosting rounds (hgb)
+    learning_rate: float = 0.05  # hgb
+    max_leaf_nodes: int = 15  # hgb
+    l2: float = 1.0  # hgb: l2_regularization; logistic: 1 / C
+
+    def validate(self, key: str) -> None:
+        choice(self.model, STACK_MODELS, f"{key}.model")
+        at_least(self.folds, 2, f"{key}.folds")
+        at_least(self.max_iter, 1, f"{key}.max_iter")
+        positive(self.learning_rate, f"{key}.learning_rate")
+        at_least(self.max_leaf_nodes, 2, f"{key}.max_leaf_nodes")
+        at_least(self.l2, 0, f"{key}.l2")
+
+
+@dataclass
+class CalibratedLiraConfig:
+    """`lira_calibrated`: LiRA whose Gaussians are mapped onto the target's scale on pub."""
+
+    folds: int = 5  # held-out folds on pub
+    min_std: float = 1e-2
+
+    def validate(self, key: str) -> None:
+        at_least(self.folds, 2, f"{key}.folds")
+        positive(self.min_std, f"{key}.min_std")
+
+
+@dataclass
+class AttackConfig:
+    names: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACKS))
+    # auto | identity | mirror | shift_DX_DY | mirror_shift_DX_DY  (DX, DY signed pixel offsets);
+    # auto = identity, + mirror when shadow.augment.flip (query only views the models trained on)
+    queries: list[str] = field(default_factory=lambda: ["auto"])
+    threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
+    lira: LiraConfig = field(default_factory=LiraConfig)
+    rmia: RmiaConfig = field(default_factory=RmiaConfig)
+    stack: StackConfig = field(default_factory=StackConfig)
+    lira_calibrated: CalibratedLiraConfig = field(default_factory=CalibratedLiraConfig)
+
+    def validate(self, key: str = "attack") -> None:
+        non_empty(self.names, f"{key}.names")
+        for name in ("threshold", "lira", "rmia", "stack", "lira_calibrated"):
+            getattr(self, name).validate(f"{key}.{name}")

@@ -1,0 +1,73 @@
+"""`shadow.recipe=auto`: how the shadow recipe is searched (`shadow.search.*`).
+
+The search is a coordinate descent over recipe knobs, started from the given recipe
+(`shadow.*`): each round trains `pilots` pilot shadows for every one-knob move away from
+the best recipe so far and keeps the move whose pilots behave most like the target on pub
+(`match`, search/match.py). Nothing here lists particular recipes: the moves are
+multiplicative steps and alternatives of each knob, so any target recipe near a reachable
+point is found. Every pilot is shadow 0 (and 1) of its recipe's ordinary store entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+from mia_lightning.config.checks import at_least, choice, non_empty, positive
+from mia_lightning.errors import MiaError
+
+RECIPE_MODES = ("given", "auto", "oracle")  # oracle: a simulated target's own recipe (task.train), for studies
+MATCHES = ("pointwise", "distribution", "attack")
+KNOBS = ("optimizer", "lr", "epochs", "weight_decay", "augment", "label_smoothing")
+AUGMENTS = ("none", "flip", "crop_flip")
+
+
+@dataclass
+class SearchConfig:
+    pilots: int = 1  # pilot shadows per candidate: 1, or 2 (a complementary pair; needed by match=attack)
+    rounds: int = 3  # coordinate-descent rounds (a round that keeps the current best ends the search)
+    max_candidates: int = 16  # candidate recipes trained in all, the starting one included
+    # the criterion: pointwise | distribution | attack (search/match.py has their definitions)
+    match: str = "pointwise"
+    queries: list[str] = field(default_factory=lambda: ["identity", "mirror", "shift_2_2"])  # views compared
+    knobs: list[str] = field(default_factory=lambda: list(KNOBS))
+    optimizers: list[str] = field(default_factory=lambda: ["sgd", "adam"])  # each at its usual lr (below)
+    sgd_lr: float = 0.05  # the lr a move to SGD (momentum 0.9) starts from
+    adam_lr: float = 1e-3  # the lr a move to Adam/AdamW starts from
+    lr_factors: list[float] = field(default_factory=lambda: [1 / 3, 3.0])
+    epoch_factors: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    weight_decay_factors: list[float] = field(default_factory=lambda: [0.1, 10.0])
+    augments: list[str] = field(default_factory=lambda: list(AUGMENTS))  # crop_flip: 4-pixel crop + flip
+    label_smoothings: list[float] = field(default_factory=lambda: [0.0, 0.1])
+    max_epochs: int = 200  # moves never go beyond this many epochs
+    # an explicit list instead of the descent: each entry changes the given recipe, e.g.
+    # [{epochs: 15, optimizer: {name: adam, lr: 1e-3}}, {augment: {crop_padding: 4, flip: true}}]
+    candidates: List[Dict[str, Any]] = field(default_factory=list)
+
+    def validate(self, key: str = "shadow.search") -> None:
+        choice(self.pilots, (1, 2), f"{key}.pilots")
+        at_least(self.rounds, 1, f"{key}.rounds")
+        at_least(self.max_candidates, 1, f"{key}.max_candidates")
+        choice(self.match, MATCHES, f"{key}.match")
+        if self.match == "attack" and self.pilots < 2:
+            raise MiaError(f"{key}.match=attack needs {key}.pilots=2 (an IN and an OUT pilot for every point)")
+        non_empty(self.queries, f"{key}.queries")
+        for knob in self.knobs:
+            choice(knob, KNOBS, f"{key}.knobs")
+        for name in self.optimizers:
+            choice(name, ("sgd", "adam", "adamw"), f"{key}.optimizers")
+        for augment in self.augments:
+            choice(augment, AUGMENTS, f"{key}.augments")
+        for factors, what in ((self.lr_factors, "lr_factors"), (self.epoch_factors, "epoch_factors"),
+                              (self.weight_decay_factors, "weight_decay_factors")):
+            for factor in factors:
+                positive(factor, f"{key}.{what}")
+        for value in self.label_smoothings:
+            if not 0 <= value < 1:
+                raise MiaError(f"{key}.label_smoothings must lie in [0, 1), got {value}")
+        positive(self.sgd_lr, f"{key}.sgd_lr")
+        positive(self.adam_lr, f"{key}.adam_lr")
+        at_least(self.max_epochs, 1, f"{key}.max_epochs")
+        for index, candidate in enumerate(self.candidates):
+            if not isinstance(candidate, dict) or not candidate:
+                raise MiaError(f"{key}.candidates[{index}] must be a non-empty mapping of recipe keys, got {candidate!r}")

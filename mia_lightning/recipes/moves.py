@@ -1,0 +1,78 @@
+"""The one-knob moves of the recipe search: every recipe next to a given one.
+
+Each knob changes alone, by a factor (lr, epochs, weight decay) or to another value
+(optimizer family at its usual lr, augmentation, label smoothing), so that a round of
+the search asks one question per knob: "does the target look more like this?".
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mia_lightning.config.recipe import AugmentConfig, TrainRecipe
+from mia_lightning.config.search import SearchConfig
+
+AUGMENT_VALUES = {"none": AugmentConfig(0, False), "flip": AugmentConfig(0, True), "crop_flip": AugmentConfig(4, True)}
+
+
+def augment_name(augment: AugmentConfig) -> str:
+    if augment.crop_padding == 0:
+        return "flip" if augment.flip else "none"
+    return f"crop{augment.crop_padding}" + ("+flip" if augment.flip else "")
+
+
+def describe(recipe: TrainRecipe) -> str:
+    """`sgd lr 0.05 wd 5e-04, 30 epochs, batch 128, augment none, smoothing 0`: one line per recipe."""
+    opt = recipe.optimizer
+    return (f"{opt.name} lr {opt.lr:.3g} wd {opt.weight_decay:.0e}, {recipe.epochs} epochs, batch {recipe.batch_size}, "
+            f"augment {augment_name(recipe.augment)}, smoothing {recipe.label_smoothing:g}")
+
+
+def _optimizer_moves(recipe: TrainRecipe, search: SearchConfig) -> list[tuple[str, TrainRecipe]]:
+    out = []
+    for name in search.optimizers:
+        if name != recipe.optimizer.name:
+            lr = search.sgd_lr if name == "sgd" else search.adam_lr
+            moved = replace(recipe.optimizer, name=name, lr=lr, momentum=0.9 if name == "sgd" else recipe.optimizer.momentum)
+            out.append((f"optimizer {recipe.optimizer.name}->{name} (lr {lr:g})", replace(recipe, optimizer=moved)))
+    return out
+
+
+def _factor_moves(recipe: TrainRecipe, search: SearchConfig, knob: str) -> list[tuple[str, TrainRecipe]]:
+    out = []
+    if knob == "lr":
+        for factor in search.lr_factors:
+            lr = float(f"{recipe.optimizer.lr * factor:.3g}")
+            out.append((f"lr {recipe.optimizer.lr:g}->{lr:g}", replace(recipe, optimizer=replace(recipe.optimizer, lr=lr))))
+    elif knob == "epochs":
+        for factor in search.epoch_factors:
+            epochs = max(1, min(search.max_epochs, round(recipe.epochs * factor)))
+            out.append((f"epochs {recipe.epochs}->{epochs}", replace(recipe, epochs=epochs)))
+    elif knob == "weight_decay":
+        base = recipe.optimizer.weight_decay or 5e-4  # from none, a move goes to the common 5e-4 first
+        for factor in search.weight_decay_factors if recipe.optimizer.weight_decay else [1.0]:
+            wd = float(f"{base * factor:.3g}")
+            out.append((f"weight decay {recipe.optimizer.weight_decay:g}->{wd:g}",
+                        replace(recipe, optimizer=replace(recipe.optimizer, weight_decay=wd))))
+    return out
+
+
+def moves(recipe: TrainRecipe, search: SearchConfig) -> list[tuple[str, TrainRecipe]]:
+    """(description, recipe) for every one-knob change of `recipe` the search config allows."""
+    out: list[tuple[str, TrainRecipe]] = []
+    for knob in search.knobs:
+        if knob == "optimizer":
+            out += _optimizer_moves(recipe, search)
+        elif knob in ("lr", "epochs", "weight_decay"):
+            out += _factor_moves(recipe, search, knob)
+        elif knob == "augment":
+            for name in search.augments:
+                value = AUGMENT_VALUES[name]
+                if value != recipe.augment:
+                    out.append((f"augment {augment_name(recipe.augment)}->{name}", replace(recipe, augment=value)))
+        elif knob == "label_smoothing":
+            for value in search.label_smoothings:
+                if value != recipe.label_smoothing:
+                    out.append((f"label smoothing {recipe.label_smoothing:g}->{value:g}",
+                                replace(recipe, label_smoothing=float(value))))
+    return [(text, moved) for text, moved in out if moved != recipe]

@@ -1,0 +1,135 @@
+"""The recipe search (`shadow.recipe=auto`): coordinate descent over recipe knobs, judged on pub.
+
+Start from the given recipe; each round trains the pilot shadows of every one-knob move
+away from the best recipe so far (recipes/moves.py), scores how much they behave like
+the target on pub (recipes/match.py), and moves to the best; a round in which nothing
+beats the current best, the round limit or the candidate budget ends it. A candidate's
+pilots are shadows 0 (and 1) of its recipe's ordinary store entry, so the chosen
+recipe's full shadow set keeps them, and a rerun or another job retrains nothing.
+priv's membership is never read: only pub's, through `pub_member`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mia_lightning.attacks.signals import true_class_margin
+from mia_lightning.config.recipe import TrainRecipe, recipe_values, with_changes
+from mia_lightning.config.search import SearchConfig
+from mia_lightning.logits.queries import parse_queries
+from mia_lightning.recipes.match import criteria
+from mia_lightning.recipes.moves import describe, moves
+from mia_lightning.shadows.fingerprint import config_hash
+from mia_lightning.shadows.job import ShadowJob, shadow_logits
+from mia_lightning.shadows.runner import ensure_shadows
+
+log = logging.getLogger("mia")
+
+
+@dataclass
+class Candidate:
+    """One recipe the search trained pilots for, and how they matched the target."""
+
+    move: str  # how it was reached: "given", or the knob move from the best before it
+    round: int
+    recipe: TrainRecipe
+    entry: str  # its store entry (the chosen one's full shadow set lives there)
+    scores: dict[str, float]
+    pilots: list[dict[str, Any]]  # the pilots' summaries (train/test accuracy on IN/OUT)
+    seconds: float  # pilot training (0 when the store already had them) + matching
+
+    def as_json(self) -> dict[str, Any]:
+        return {"move": self.move, "round": self.round, "recipe": recipe_values(self.recipe),
+                "describe": describe(self.recipe), "entry": self.entry, "scores": self.scores,
+                "pilots": self.pilots, "seconds": round(self.seconds, 2)}
+
+
+@dataclass
+class SearchResult:
+    chosen: Candidate
+    candidates: list[Candidate] = field(default_factory=list)
+    match: str = "pointwise"
+    seconds: float = 0.0
+
+    def as_json(self, settings: SearchConfig) -> dict[str, Any]:
+        return {"chosen": self.chosen.as_json(), "match": self.match, "seconds": round(self.seconds, 2),
+                "pilot_trainings": sum(1 for c in self.candidates for p in c.pilots if p.get("trained_here")),
+                "settings": asdict(settings), "candidates": [c.as_json() for c in self.candidates]}
+
+
+class RecipeSearch:
+    """The search over one task's target: `job_for(recipe)` gives a recipe's store entry."""
+
+    def __init__(self, settings: SearchConfig, job_for: Callable[[TrainRecipe], ShadowJob], target_logits: Tensor,
+                 labels: Tensor, pub_index: Tensor, pub_member: Tensor) -> None:
+        self.settings = settings
+        self.job_for = job_for
+        self.queries = parse_queries(list(settings.queries))
+        self.target_phi = true_class_margin(target_logits, labels)  # [N, Q]
+        self.labels, self.pub_index, self.pub_member = labels, pub_index, pub_member
+        self.evaluated: dict[str, Candidate] = {}
+
+    def evaluate(self, recipe: TrainRecipe, move: str, round_: int) -> Candidate:
+        key = config_hash(recipe_values(recipe))
+        if key in self.evaluated:
+            return self.evaluated[key]
+        start = time.monotonic()
+        job = self.job_for(recipe)
+        pilots = list(range(self.settings.pilots))
+        trained = ensure_shadows(job, pilots)
+        phi = [true_class_margin(shadow_logits(job, i, self.queries), self.labels) for i in pilots]
+        scores = criteria(self.target_phi, torch.stack(phi), job.keep[: len(pilots)], self.pub_index, self.pub_member)
+        summaries = [{**(job.store.summary(i) or {}), "trained_here": i in trained} for i in pilots]
+        candidate = Candidate(move, round_, recipe, str(job.store.dir), scores, summaries, time.monotonic() - start)
+        self.evaluated[key] = candidate
+        return candidate
+
+    def score(self, candidate: Candidate) -> float:
+        return candidate.scores[self.settings.match]
+
+    def _report(self, candidate: Candidate, best: Candidate) -> None:
+        pilot = candidate.pilots[0] if candidate.pilots else {}
+        log.info("recipe search [%d/%d] round %d, %s: %s %.4f (best %.4f) | pilot train acc %.3f test acc %.3f | %.0f s",
+                 len(self.evaluated), self.settings.max_candidates, candidate.round, candidate.move,
+                 self.settings.match, self.score(candidate), self.score(best), pilot.get("train_acc", float("nan")),
+                 pilot.get("test_acc", float("nan")), candidate.seconds)
+
+    def run(self, start: TrainRecipe) -> SearchResult:
+        began = time.monotonic()
+        best = self.evaluate(start, "given", 0)
+        self._report(best, best)
+        if self.settings.candidates:  # an explicit list: one round, no descent
+            for index, changes in enumerate(self.settings.candidates):
+                recipe = with_changes(start, changes, f"shadow.search.candidates[{index}]")
+                candidate = self.evaluate(recipe, f"candidate {index}: {changes}", 1)
+                self._report(candidate, best)
+                if self.score(candidate) < self.score(best) - 1e-12:
+                    best = candidate
+            return self._finish(best, began)
+        for round_ in range(1, self.settings.rounds + 1):
+            improved = False
+            for move, recipe in moves(best.recipe, self.settings):
+                if len(self.evaluated) >= self.settings.max_candidates:
+                    break
+                if config_hash(recipe_values(recipe)) in self.evaluated:
+                    continue
+                candidate = self.evaluate(recipe, move, round_)
+                self._report(candidate, best)
+                if self.score(candidate) < self.score(best) - 1e-12:
+                    best, improved = candidate, True
+            if not improved or len(self.evaluated) >= self.settings.max_candidates:
+                break
+        return self._finish(best, began)
+
+    def _finish(self, best: Candidate, began: float) -> SearchResult:
+        log.info("recipe search chose %s (%s %.4f) after %d candidates, %.0f s",
+                 describe(best.recipe), self.settings.match, self.score(best), len(self.evaluated),
+                 time.monotonic() - began)
+        return SearchResult(best, list(self.evaluated.values()), self.settings.match, time.monotonic() - began)

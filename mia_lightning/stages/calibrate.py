@@ -1,0 +1,90 @@
+"""Stage 1b, calibrate: which recipe the shadows are trained with (`shadow.recipe`).
+
+`given` takes `shadow.*` as it is; `oracle` takes a simulated target's own recipe
+(`task.train`, for studies of the mismatch); `auto` searches it on pub (recipes/search.py):
+pilot shadows per candidate recipe, each an ordinary store entry, judged by how much they
+behave like the target on pub's members and non-members.
+Reads: the task, the store. Writes: pilots into the store, and
+`<store>/<task-fingerprint>/recipe_search_<hash>.json` (every candidate, its scores, the
+choice), reused by every later run with the same search, task and target.
+Returns: the recipe for the shadows stage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mia_lightning.artifacts import RecipeChoice
+from mia_lightning.config.recipe import TrainRecipe, plain_recipe, recipe_from_values, recipe_values
+from mia_lightning.errors import MiaError
+from mia_lightning.io.atomic import atomic_write_json
+from mia_lightning.logits.queries import parse_queries
+from mia_lightning.recipes.moves import describe
+from mia_lightning.recipes.search import RecipeSearch
+from mia_lightning.run import Run
+from mia_lightning.shadows.fingerprint import config_hash, tensor_digest
+from mia_lightning.shadows.job import target_logits
+from mia_lightning.stages.shadows import shadow_set
+from mia_lightning.task.data import Task
+
+log = logging.getLogger("mia")
+
+
+def shadow_recipe(run: Run, task: Task) -> RecipeChoice:
+    """The recipe the shadows of this run are trained with."""
+    mode = run.config.shadow.recipe
+    if mode == "oracle":
+        if run.config.task.kind != "simulate":
+            raise MiaError("shadow.recipe=oracle needs a simulated task (its task.train is the target's recipe); "
+                           "use shadow.recipe=given or auto")
+        return RecipeChoice("oracle", plain_recipe(run.config.task.train))
+    if mode == "auto" or run.stage == "calibrate":
+        found = search(run, task)
+        record = found["record"]
+        return RecipeChoice("auto", found["recipe"], found["path"], len(record["candidates"]), record["seconds"])
+    return RecipeChoice("given", plain_recipe(run.config.shadow))
+
+
+def search_path(run: Run, task: Task, start: TrainRecipe) -> tuple[Path, dict[str, Any]]:
+    """Where this search's record lives, and the key it is stored under."""
+    base = shadow_set(run, task, start)
+    weights = tensor_digest(*[task.target_state[k] for k in sorted(task.target_state)])[:12]
+    key = {"target": weights, "start": recipe_values(start), "settings": asdict(run.config.shadow.search),
+           "entry": {k: v for k, v in base.store.recipe.items() if k not in recipe_values(start)}}
+    return base.store.task_dir / f"recipe_search_{config_hash(key)}.json", key
+
+
+def search(run: Run, task: Task) -> dict[str, Any]:
+    """Run (or read back) the recipe search; {"recipe": TrainRecipe, "record": its JSON}."""
+    start = plain_recipe(run.config.shadow)
+    path, key = search_path(run, task, start)
+    if path.is_file():
+        try:
+            record = json.loads(path.read_text())
+            if record.get("key") == key:
+                chosen = recipe_from_values(record["chosen"]["recipe"])
+                log.info("recipe search: reusing %s: %s", path, describe(chosen))
+                return {"recipe": chosen, "record": record, "path": str(path)}
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: search again (the pilots are in the store, so this is cheap)
+    if run.stage in ("logits", "attacks"):
+        raise MiaError(f"shadow.recipe=auto: no recipe search for this task and target in {path.parent} yet "
+                       "(run `mia stage=calibrate` or `mia stage=all` first)")
+    settings = run.config.shadow.search
+    base = shadow_set(run, task, start)
+    logits = target_logits(base.job, task.target_state, parse_queries(list(settings.queries)))
+    pub = torch.arange(len(task.pub))
+    engine = RecipeSearch(settings, lambda recipe: shadow_set(run, task, recipe, rows=settings.pilots).job,
+                          logits, task.pool_labels, pub, task.pub.membership.bool())
+    with run.timed("calibrate"):
+        result = engine.run(start)
+    record = {"key": key, **result.as_json(settings)}
+    atomic_write_json(path, record)
+    atomic_write_json(Path(result.chosen.entry) / "recipe_search.json", record)
+    return {"recipe": result.chosen.recipe, "record": record, "path": str(path)}

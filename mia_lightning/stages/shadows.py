@@ -1,0 +1,90 @@
+"""Stage 2, the shadows: the store entry of this run's shadow recipe, trained where asked.
+
+Reads: the task; the store entry `<store>/<task-fingerprint>/<recipe-hash>/` (keep.pt,
+shadow_NNN/...). Writes (stage=shadows|all): the shadows of `shadow.only` (default: the
+first `shadow.count`), each resumable and trained by one process only.
+Returns: a `ShadowSet`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mia_lightning.artifacts import RecipeChoice, ShadowSet
+from mia_lightning.config.recipe import TrainRecipe, plain_recipe, recipe_values
+from mia_lightning.logits.infer import Inference
+from mia_lightning.logits.queries import parse_queries
+from mia_lightning.models.resnet import ModelSpec
+from mia_lightning.run import Run
+from mia_lightning.shadows.fingerprint import task_fingerprint
+from mia_lightning.shadows.job import ShadowJob
+from mia_lightning.shadows.runner import ensure_shadows
+from mia_lightning.shadows.store import ShadowStore
+from mia_lightning.task.data import Task
+from mia_lightning.utils.memory import check_fits, training_bytes
+
+log = logging.getLogger("mia")
+
+
+def store_key(run: Run, task: Task, recipe: TrainRecipe) -> dict[str, Any]:
+    """Every value that decides a shadow's weights: the store entry's key (and nothing else)."""
+    config = run.config
+    key = {
+        "arch": config.model.arch, "stem": task.stem, "num_classes": task.num_classes,
+        "mean": task.mean, "std": task.std, "seed": int(config.seed), **recipe_values(recipe),
+        "split": config.shadow.split, "in_fraction": float(config.shadow.in_fraction),
+    }
+    if config.shadow.split == "disjoint":  # its partitions depend on the count
+        key["count"] = int(config.shadow.count)
+    learning = run.trainer.learning_flags()
+    if learning:  # e.g. +trainer.gradient_clip_val: changes the weights, so it changes the entry
+        key["trainer"] = learning
+    return key
+
+
+def inference(run: Run, task: Task, recipe: TrainRecipe) -> Inference:
+    """How the target and every shadow are queried (attack.queries: `auto` = the views `recipe`
+    trains on; trainer.inference_batch_size)."""
+    queries = parse_queries(list(run.config.attack.queries), recipe.augment.flip)
+    return Inference(task.mean, task.std, queries, run.trainer.inference_batch_size, run.trainer.inference_device())
+
+
+def shadow_set(run: Run, task: Task, recipe: TrainRecipe | None = None, rows: int = 0,
+               choice: RecipeChoice | None = None) -> ShadowSet:
+    """The store entry of `recipe` (default: `shadow.*` as given) with its keep mask (at least
+    `rows` rows), untrained."""
+    config = run.config
+    recipe = plain_recipe(config.shadow) if recipe is None else recipe
+    store = ShadowStore(run.store_root, task_fingerprint(task.pool_ids, task.pool_labels, task.pool_images),
+                        store_key(run, task, recipe))
+    store.prepare()
+    rows = max([rows, config.shadow.count] + [i + 1 for i in config.shadow.indices()])
+    job = ShadowJob(
+        store=store, images=task.pool_images, labels=task.pool_labels,
+        keep=store.keep_mask(rows, task.pool_size, len(task.pub)),
+        model=ModelSpec(task.num_classes, task.stem, config.model.channels_last),
+        recipe=plain_recipe(recipe), seed=int(config.seed), trainer=run.trainer, inference=inference(run, task, recipe),
+        stack=config.shadow.stack, fast=config.shadow.fast, wait_timeout_s=config.shadow.wait_timeout_s,
+    )
+    return ShadowSet(job=job, count=config.shadow.count, choice=choice)
+
+
+def check_training_fits(run: Run, task: Task, shadows: ShadowSet) -> None:
+    """Refuse, before any training, a training set that cannot fit in memory."""
+    check_fits(training_bytes(task.pool_size, run.config.task.image_size, shadows.recipe.batch_size, task.stem,
+                              shadows.job.stack),
+               "shadow training (the in-memory pool, one batch per model, weights and optimizer state)",
+               "shadow.batch_size or shadow.stack", run.trainer.max_memory_gb, shadows.job.inference.device)
+
+
+def train_shadows(run: Run, task: Task, shadows: ShadowSet) -> dict[int, dict[str, Any]]:
+    """Train (or finish) the shadows of `shadow.only`; returns the summaries of those trained here."""
+    indices = run.config.shadow.indices()
+    if not all(shadows.store.is_done(i) for i in indices):
+        check_training_fits(run, task, shadows)
+    with run.timed("shadows"):
+        trained = ensure_shadows(shadows.job, indices)
+    if run.stage == "shadows":
+        log.info("shadows %s done in %s", indices, shadows.store.dir)
+    return trained

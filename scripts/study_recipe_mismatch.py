@@ -1,0 +1,133 @@
+"""Summarise `mia -m experiment=study_recipe_mismatch`: one row per target recipe.
+
+    python scripts/study_recipe_mismatch.py outputs/multirun/study_recipe_mismatch/<date_time> [--out docs/]
+
+For each target recipe (the `+task/train` option) and each shadow mode (given / oracle /
+auto): the best uncalibrated attack (threshold, loss, lira_online, lira_offline, rmia,
+master) and the best calibrated one (lira_calibrated, stack), TPR@5%FPR / TPR@1%FPR / AUC
+on the hidden truth of priv; for auto, the recipe the search chose and its cost. These are
+the study's reported numbers: "best" is the highest TPR@5%FPR on priv's truth, reported
+once and never used to choose anything (each run's own submission is chosen on pub).
+Writes `<out>/study_recipe_mismatch.csv`, `.md` (the README table) and `.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from mia_lightning.report.sweep import find_jobs
+
+UNCALIBRATED = ("threshold", "loss", "lira_online", "lira_offline", "rmia", "master")
+CALIBRATED = ("lira_calibrated", "stack")
+MODES = ("given", "oracle", "auto")
+
+
+def best(attacks: dict[str, dict[str, float]], names: tuple[str, ...]) -> tuple[str, dict[str, float]] | None:
+    present = [(name, attacks[name]) for name in names if name in attacks]
+    return max(present, key=lambda item: (item[1]["tpr@0.05"], item[1]["auc"])) if present else None
+
+
+def rows(root: Path) -> list[dict[str, Any]]:
+    out = []
+    for job in find_jobs(root):
+        if job.metrics is None:
+            continue
+        target = str(job.overrides.get("task/train", "sgd30"))
+        mode = str(job.overrides.get("shadow.recipe", "given"))
+        row: dict[str, Any] = {"target": target, "mode": mode, "job": job.label,
+                               "target_acc": job.metrics.get("models", {}).get("target", {})}
+        for kind, names in (("uncalibrated", UNCALIBRATED), ("calibrated", CALIBRATED)):
+            found = best(job.metrics["attacks"], names)
+            if found:
+                name, values = found
+                row.update({f"{kind}_attack": name, **{f"{kind}_{k}": values[k] for k in ("tpr@0.05", "tpr@0.01",
+                                                                                            "auc")}})
+        recipe = job.metrics.get("recipe") or {}
+        row["chosen"] = recipe.get("describe", "")
+        row["search_candidates"] = recipe.get("candidates", 0)
+        row["search_seconds"] = recipe.get("seconds", 0.0)
+        row["submitted"] = job.metrics.get("submit")
+        row["warnings"] = len(job.metrics.get("warnings", []))
+        out.append(row)
+    order = {name: i for i, name in enumerate(("sgd30", "adam15", "augment60", "wd5e-3", "smooth", "short10"))}
+    return sorted(out, key=lambda r: (order.get(r["target"], 99), r["target"], MODES.index(r["mode"])))
+
+
+def cell(row: dict[str, Any] | None, kind: str) -> str:
+    if not row or f"{kind}_attack" not in row:
+        return "-"
+    return (f"{row[f'{kind}_tpr@0.05']:.3f} / {row[f'{kind}_tpr@0.01']:.3f} / {row[f'{kind}_auc']:.3f} "
+            f"({row[f'{kind}_attack']})")
+
+
+def markdown(table: list[dict[str, Any]]) -> str:
+    by = {(r["target"], r["mode"]): r for r in table}
+    targets = list(dict.fromkeys(r["target"] for r in table))
+    lines = ["| target recipe | given shadows, best attack | oracle shadows, best attack | auto + best calibrated | "
+             "auto / oracle (TPR@5%, TPR@1%) | search chose |", "|---|---|---|---|---|---|"]
+    for target in targets:
+        given, oracle, auto = (by.get((target, mode)) for mode in MODES)
+        ratio = "-"
+        if auto and oracle and "calibrated_attack" in auto and "uncalibrated_attack" in oracle:
+            best_auto5 = max(auto.get("calibrated_tpr@0.05", 0), auto.get("uncalibrated_tpr@0.05", 0))
+            best_auto1 = max(auto.get("calibrated_tpr@0.01", 0), auto.get("uncalibrated_tpr@0.01", 0))
+            ratio = (f"{best_auto5 / max(oracle['uncalibrated_tpr@0.05'], 1e-9):.2f}x, "
+                     f"{best_auto1 / max(oracle['uncalibrated_tpr@0.01'], 1e-9):.2f}x")
+        chose = f"{auto['chosen']} ({auto['search_candidates']} candidates, {auto['search_seconds']:.0f} s)" if auto else "-"
+        lines.append(f"| {target} | {cell(given, 'uncalibrated')} | {cell(oracle, 'uncalibrated')} | "
+                     f"{cell(auto, 'calibrated')} | {ratio} | {chose} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: list[dict[str, Any]], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    targets = list(dict.fromkeys(r["target"] for r in table))
+    by = {(r["target"], r["mode"]): r for r in table}
+    series = [("given", "uncalibrated", "default shadows"), ("given", "calibrated", "default + calibrated"),
+              ("oracle", "uncalibrated", "oracle shadows"), ("auto", "uncalibrated", "auto"),
+              ("auto", "calibrated", "auto + calibrated")]
+    figure = Figure(figsize=(10, 4), dpi=110)
+    FigureCanvasAgg(figure)
+    for col, metric in enumerate(("tpr@0.05", "tpr@0.01")):
+        axes = figure.add_subplot(1, 2, col + 1)
+        width = 0.8 / len(series)
+        for i, (mode, kind, label) in enumerate(series):
+            values = [by.get((t, mode), {}).get(f"{kind}_{metric}", 0.0) for t in targets]
+            axes.bar([x + i * width for x in range(len(targets))], values, width, label=label)
+        axes.set_xticks([x + 0.4 - width / 2 for x in range(len(targets))])
+        axes.set_xticklabels(targets, fontsize=8)
+        axes.set_ylabel(f"TPR at {metric[4:]} FPR (priv, hidden truth)")
+        axes.grid(True, axis="y", alpha=0.3)
+    figure.axes[0].legend(fontsize=7)
+    figure.suptitle("recipe mismatch: best attack per shadow set, by target recipe", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dir", type=Path)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    table = rows(args.dir)
+    out = args.out or args.dir
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=sorted({k for r in table for k in r}), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in table)
+    (out / "study_recipe_mismatch.csv").write_text(buffer.getvalue())
+    (out / "study_recipe_mismatch.md").write_text(markdown(table))
+    plot(table, out / "study_recipe_mismatch.png")
+    print(markdown(table))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""shadow.recipe=auto: the search's moves and criteria, and on a real tiny task that it finds
+the target's recipe, records every candidate, and never opens the hidden truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, make_cfg
+from mia_lightning.config.recipe import TrainRecipe, with_changes
+from mia_lightning.config.search import SearchConfig
+from mia_lightning.errors import MiaError
+from mia_lightning.pipeline import run_pipeline
+from mia_lightning.recipes.match import criteria
+from mia_lightning.recipes.moves import moves
+
+
+def test_every_move_changes_exactly_one_knob():
+    start = TrainRecipe()
+    found = moves(start, SearchConfig())
+    descriptions = [text for text, _ in found]
+    assert "epochs 30->15" in descriptions and "epochs 30->60" in descriptions
+    assert any(text.startswith("optimizer sgd->adam") for text in descriptions)
+    assert "augment none->crop_flip" in descriptions and "label smoothing 0->0.1" in descriptions
+    for _, recipe in found:
+        changed = [name for name in ("epochs", "optimizer", "augment", "label_smoothing") if
+                   getattr(recipe, name) != getattr(start, name)]
+        assert len(changed) == 1, (recipe, changed)
+    only_epochs = moves(start, SearchConfig(knobs=["epochs"], epoch_factors=[0.5]))
+    assert [r.epochs for _, r in only_epochs] == [15]
+
+
+def test_explicit_candidates_change_the_given_recipe_and_are_checked():
+    changed = with_changes(TrainRecipe(), {"epochs": 15, "optimizer": {"name": "adam", "lr": 1e-3}}, "c[0]")
+    assert changed.epochs == 15 and changed.optimizer.name == "adam" and changed.optimizer.momentum == 0.9
+    with pytest.raises(MiaError, match=r"c\[1\]: 'epoch' is not a recipe key"):
+        with_changes(TrainRecipe(), {"epoch": 3}, "c[1]")
+    with pytest.raises(MiaError, match=r"c\[2\].optimizer.name"):
+        with_changes(TrainRecipe(), {"optimizer": {"name": "lbfgs"}}, "c[2]")
+
+
+def synthetic(points: int, in_level: float, out_level: float, noise: float, seed: int, hardness: torch.Tensor,
+              keep: torch.Tensor) -> torch.Tensor:
+    """phi [N, 1] of a model whose trained points sit at in_level, the others at out_level,
+    shifted per point by its hardness (the same for every model of the task)."""
+    generator = torch.Generator().manual_seed(seed)
+    level = torch.where(keep, torch.tensor(in_level), torch.tensor(out_level))
+    return (level - hardness + noise * torch.randn(points, generator=generator)).unsqueeze(-1).double()
+
+
+def test_criteria_prefer_pilots_that_behave_like_the_target():
+    points = 2000
+    generator = torch.Generator().manual_seed(0)
+    hardness = 3 * torch.rand(points, generator=generator)
+    member = torch.rand(points, generator=generator) < 0.5  # the target's membership (all of the pool is "pub")
+    pilot_keep = torch.rand(2, points, generator=generator) < 0.5
+    pilot_keep[1] = ~pilot_keep[0]
+    target = synthetic(points, 8.0, 2.0, 0.5, 1, hardness, member)
+    like = torch.stack([synthetic(points, 8.0, 2.0, 0.5, 2 + p, hardness, pilot_keep[p]) for p in range(2)])
+    overfit = torch.stack([synthetic(points, 14.0, 1.0, 0.5, 4 + p, hardness, pilot_keep[p]) for p in range(2)])
+    no_hardness = torch.stack([synthetic(points, 8.0, 2.0, 0.5, 6 + p, torch.zeros(points) + 1.5, pilot_keep[p])
+                               for p in range(2)])
+    pub = torch.arange(points)
+    good, bad, flat = (criteria(target, pilots, pilot_keep, pub, member) for pilots in (like, overfit, no_hardness))
+    for key in ("pointwise", "distribution"):
+        assert good[key] < bad[key], key
+    assert 0 <= good["attack"] <= 0.5 and 0 <= bad["attack"] <= 1  # 1 - AUC of the pair's LiRA on pub
+    assert good["pointwise"] < flat["pointwise"]  # point-by-point difficulty counts, not just the marginals
+    assert abs(good["distribution"] - flat["distribution"]) < 0.1  # ...which `distribution` cannot see
+    one = criteria(target, like[:1], pilot_keep[:1], pub, member)
+    assert "attack" not in one and one["pointwise"] < criteria(target, overfit[:1], pilot_keep[:1], pub, member)["pointwise"]
+
+
+# A small digits task whose target trained with Adam; the given shadow recipe is SGD, and the
+# three candidates differ clearly (SGD as given, Adam as the target, SGD for 2 epochs).
+SEARCH_TASK = [
+    "task=simulate_digits", "task.pool_size=480", "task.train.epochs=12", "task.train.batch_size=32",
+    "task.train.optimizer.name=adam", "task.train.optimizer.lr=0.001",
+    "shadow.epochs=12", "shadow.batch_size=32", "shadow.count=2", "shadow.recipe=auto",
+    "shadow.search.candidates=[{optimizer:{name:adam,lr:0.001}},{epochs:2}]",
+    "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("search_store")
+    run_pipeline(make_cfg(*SEARCH_TASK, "stage=calibrate", f"store.root={store}"), store / "run")
+    return store
+
+
+@pytest.mark.slow
+def test_the_search_picks_the_targets_recipe_and_records_every_candidate(searched):
+    (record_path,) = searched.glob("*/recipe_search_*.json")
+    record = json.loads(record_path.read_text())
+    assert [c["move"].split(":")[0] for c in record["candidates"]] == ["given", "candidate 0", "candidate 1"]
+    chosen = record["chosen"]["recipe"]
+    assert chosen["optimizer"]["name"] == "adam" and chosen["epochs"] == 12, record["chosen"]
+    for candidate in record["candidates"]:
+        assert set(candidate["scores"]) == {"pointwise", "distribution"} and candidate["pilots"]
+    best = min(record["candidates"], key=lambda c: c["scores"]["pointwise"])
+    assert best["recipe"] == chosen
+    # the chosen pilot is shadow 0 of an ordinary store entry, which also holds a copy of the record
+    entry = Path(record["chosen"]["entry"])
+    assert (entry / "shadow_000" / "done").is_file() and (entry / "recipe_search.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_search_never_opens_the_hidden_truth(searched, tmp_path):
+    """`mia stage=calibrate` under an audit hook: every file it opens is logged; truth.pt is not
+    among them (a rerun reads the recorded search; a fresh one is checked by deleting it)."""
+    for record in searched.glob("*/recipe_search_*.json"):
+        record.unlink()  # search again: the pilots stay in the store, so this costs inference only
+    log = tmp_path / "opened.txt"
+    hook = (
+        "import sys, runpy\n"
+        f"log = open({str(log)!r}, 'w')\n"
+        "def audit(event, args):\n"
+        "    if event == 'open' and isinstance(args[0], (str, bytes)):\n"
+        "        log.write(str(args[0]) + '\\n'); log.flush()\n"
+        "sys.addaudithook(audit)\n"
+        "sys.argv = ['mia', *sys.argv[1:]]\n"
+        "runpy.run_module('mia_lightning.app', run_name='__main__')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", hook, *SEARCH_TASK, "stage=calibrate", f"store.root={searched}",
+                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    opened = log.read_text().splitlines()
+    assert any(path.endswith("pub.pt") for path in opened) and any("logits.pt" in path for path in opened)
+    assert not [path for path in opened if path.endswith("truth.pt")]
+    assert list(searched.glob("*/recipe_search_*.json"))
+
+
+@pytest.mark.slow
+def test_the_chosen_recipe_trains_the_shadows_and_the_report_says_so(searched, tmp_path):
+    run_pipeline(make_cfg(*SEARCH_TASK, f"store.root={searched}", "attack.names=[loss,lira_online,rmia]",
+                          "attack.rmia.num_z=100", "logger=none", "report.plots=false"), tmp_path / "run")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    recipe = json.loads((Path(metrics["store"]) / "recipe.json").read_text())
+    assert recipe["optimizer"]["name"] == "adam" and metrics["recipe"]["mode"] == "auto"
+    assert metrics["recipe"]["chosen"]["optimizer"]["name"] == "adam" and metrics["recipe"]["search"]
