@@ -28,6 +28,7 @@ class AttackInputs:
     keep: Tensor  # bool [K, N]: shadow k was trained on point n
     labels: Tensor  # int64 [N] true class labels
     known_membership: Tensor  # int8 [N]: 1 member, 0 non-member (pub), -1 unknown (priv)
+    images: Tensor | None = None  # float32 [N, 3, S, S] in [0, 1]: the pool, for attacks that read images (qmia)
 
     def __post_init__(self) -> None:
         check_shapes(self)
@@ -86,6 +87,9 @@ def check_shapes(inputs: AttackInputs) -> None:
                        f"got {known.dtype} {tuple(known.shape)}")
     if n and not torch.isin(known, torch.tensor([-1, 0, 1], dtype=known.dtype)).all():
         raise MiaError("known_membership may only hold -1 (unknown), 0 (non-member) or 1 (member)")
+    images = inputs.images
+    if images is not None and (images.dim() != 4 or images.shape[0] != n or not images.is_floating_point()):
+        raise MiaError(f"images must be float [{n}, channels, H, W], got {images.dtype} {tuple(images.shape)}")
 
 
 def check_finite(inputs: AttackInputs) -> None:

@@ -15,10 +15,14 @@ from pathlib import Path
 import torch
 
 from mia_lightning.attacks.base import AttackContext, AttackInputs, AttackResult, check_finite
+from mia_lightning.attacks.bayes_base import run_base
 from mia_lightning.attacks.cache import SignalCache
+from mia_lightning.attacks.calibrated_loss import run_attack_r, run_calibrated_loss
+from mia_lightning.attacks.ensemble import run_ensemble
 from mia_lightning.attacks.lira import run_lira_offline, run_lira_online
 from mia_lightning.attacks.lira_calibrated import run_lira_calibrated
 from mia_lightning.attacks.master import run_master
+from mia_lightning.attacks.qmia import run_qmia
 from mia_lightning.attacks.rmia import run_rmia
 from mia_lightning.attacks.stack import run_stack
 from mia_lightning.attacks.threshold import run_loss, run_threshold
@@ -40,8 +44,15 @@ ATTACKS: dict[str, Runner] = {
     # calibrated on the target itself: trained on pub's membership, scored there through held-out folds
     "lira_calibrated": run_lira_calibrated,
     "stack": run_stack,
+    # issue 13: difficulty calibration, Attack R, BASE, quantile regression, and a combiner
+    "calibrated_loss": run_calibrated_loss,
+    "attack_r": run_attack_r,
+    "base": run_base,
+    "qmia": run_qmia,  # trains on pub's non-members: pub through held-out folds
+    "ensemble": run_ensemble,  # combines attacks already run: always run last
 }
 ATTACK_NAMES = tuple(ATTACKS)
+COMBINERS = ("ensemble",)  # read other attacks' results, so they run after every other name
 
 
 def check_names(names: list[str], key: str = "attack.names") -> None:
@@ -65,6 +76,7 @@ def run_attacks(inputs: AttackInputs, attack: AttackConfig, master: MasterConfig
     """Run attack.names in order; notes["seconds"] holds each attack's wall time."""
     names = list(attack.names)
     check_names(names)
+    names = [n for n in names if n not in COMBINERS] + [n for n in names if n in COMBINERS]
     check_finite(inputs)
     signals = SignalCache(inputs.target_logits, inputs.shadow_logits, inputs.keep, inputs.labels)
     ctx = AttackContext(inputs, signals, attack, master, trainer, seed, log_dir)

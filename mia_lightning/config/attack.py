@@ -9,10 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mia_lightning.config.checks import at_least, choice, fraction, non_empty, positive
+from mia_lightning.config.newer_attacks import (AttackRConfig, BaseConfig, CalibratedLossConfig, EnsembleConfig,
+                                                QmiaConfig)
 
 LIRA_VARIANCES = ("auto", "global", "per_example")
 LIRA_CENTERS = ("median", "mean")
-DEFAULT_ATTACKS = ["threshold", "loss", "lira_online", "lira_offline", "rmia", "master", "lira_calibrated", "stack"]
+DEFAULT_ATTACKS = ["threshold", "loss", "lira_online", "lira_offline", "rmia", "master",
+                   "calibrated_loss", "attack_r", "base", "lira_calibrated", "ensemble", "stack"]
 
 
 @dataclass
@@ -100,8 +103,16 @@ class AttackConfig:
     rmia: RmiaConfig = field(default_factory=RmiaConfig)
     stack: StackConfig = field(default_factory=StackConfig)
     lira_calibrated: CalibratedLiraConfig = field(default_factory=CalibratedLiraConfig)
+    # issue 13 (config/newer_attacks.py)
+    calibrated_loss: CalibratedLossConfig = field(default_factory=CalibratedLossConfig)
+    attack_r: AttackRConfig = field(default_factory=AttackRConfig)
+    base: BaseConfig = field(default_factory=BaseConfig)
+    qmia: QmiaConfig = field(default_factory=QmiaConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
 
     def validate(self, key: str = "attack") -> None:
         non_empty(self.names, f"{key}.names")
-        for name in ("threshold", "lira", "rmia", "stack", "lira_calibrated"):
+        for name in ("threshold", "lira", "rmia", "stack", "lira_calibrated", "calibrated_loss", "attack_r",
+                     "base", "qmia"):
             getattr(self, name).validate(f"{key}.{name}")
+        self.ensemble.validate(f"{key}.ensemble", list(self.names))

@@ -1,0 +1,84 @@
+"""`ensemble`: several attacks' opinions on a point combined into one score (MIAE, CCS 2025).
+
+`mode=rank`: the mean over `attack.ensemble.members` of each member's normalised rank of the
+point among all pool points (scipy's `rankdata`, ties averaged). Ranks put attacks with
+unrelated scales (log-likelihood ratios, fractions, losses) on one footing and let a single
+exploding score move the mean by at most 1/members. `mode=vote`: each member votes "member"
+when its score is above the threshold at which `vote_fpr` of pub's known non-members are
+above it; the score is the number of votes, ties broken by the rank average. The vote
+thresholds come from pub's non-members, so vote mode scores pub through held-out folds
+(attacks/crossfit.py). The members must run first (they are in `attack.names`; the
+registry runs `ensemble` after them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+from torch import Tensor
+
+from mia_lightning.attacks.base import AttackContext, AttackResult
+from mia_lightning.attacks.crossfit import cross_fit
+from mia_lightning.config.newer_attacks import ENSEMBLE_MODES
+from mia_lightning.errors import MiaError
+
+
+def normalised_ranks(scores: Tensor) -> Tensor:
+    """float64 [M, N]: each row's ranks (1 = lowest, ties averaged) divided by N, in (0, 1]."""
+    ranks = rankdata(scores.double().numpy(), method="average", axis=1)
+    return torch.from_numpy(np.ascontiguousarray(ranks)) / scores.shape[1]
+
+
+def rank_average(scores: Tensor) -> Tensor:
+    """Mean normalised rank over the M members of scores [M, N], float64 [N]."""
+    return normalised_ranks(scores).mean(0)
+
+
+def vote_thresholds(scores: Tensor, non_members: Tensor, fpr: float) -> Tensor:
+    """Per member [M]: the score above which at most `fpr` of the non-members [n] lie."""
+    reference = scores[:, non_members].sort(dim=1).values  # [M, n] ascending
+    n = reference.shape[1]
+    keep_below = min(n - 1, max(0, int(np.ceil((1 - fpr) * n)) - 1))  # index of the threshold value
+    return reference[:, keep_below]
+
+
+def votes(scores: Tensor, thresholds: Tensor) -> Tensor:
+    """float64 [N]: how many members score each point strictly above their threshold."""
+    return (scores > thresholds.unsqueeze(1)).sum(0).double()
+
+
+def ensemble_scores(scores: Tensor, *, mode: str = "rank", known_membership: Tensor | None = None,
+                    vote_fpr: float = 0.05, folds: int = 5, seed: int = 0) -> tuple[Tensor, dict[str, Any]]:
+    """Combined scores float64 [N] from member scores [M, N]."""
+    if mode not in ENSEMBLE_MODES:
+        raise MiaError(f"attack.ensemble.mode must be one of {ENSEMBLE_MODES}, got {mode!r}")
+    average = rank_average(scores)
+    if mode == "rank":
+        return average, {}
+    if known_membership is None:
+        raise MiaError("attack.ensemble.mode=vote needs pub's known non-members")
+    tie = average * scores.shape[1] / (scores.shape[1] + 1)  # < 1: votes first, ranks within a vote count
+
+    def fit_and_score(train: Tensor, score: Tensor) -> Tensor:
+        thresholds = vote_thresholds(scores, train & (known_membership == 0), vote_fpr)
+        return votes(scores[:, score], thresholds) + tie[score]
+
+    return cross_fit(known_membership, folds, seed, "ensemble (mode=vote)", fit_and_score)
+
+
+def run_ensemble(ctx: AttackContext) -> AttackResult:
+    cfg = ctx.attack.ensemble
+    missing = [name for name in cfg.members if name not in ctx.results]
+    if missing:
+        raise MiaError(f"attack.ensemble.members: {', '.join(missing)} did not run (add them to attack.names)")
+    members = torch.stack([ctx.results[name].scores for name in cfg.members])
+    scores, notes = ensemble_scores(members, mode=cfg.mode, known_membership=ctx.inputs.known_membership,
+                                    vote_fpr=cfg.vote_fpr, folds=cfg.folds, seed=ctx.seed)
+    held_out = cfg.mode == "vote" or any(ctx.results[name].held_out for name in cfg.members)
+    notes.update({"members": list(cfg.members), "mode": cfg.mode})
+    if cfg.mode == "vote":
+        notes["vote_fpr"] = cfg.vote_fpr
+    return AttackResult(scores, held_out=held_out, notes=notes)
