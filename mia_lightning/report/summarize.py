@@ -93,7 +93,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attacks", default=None, help="comma-separated attacks to include (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="where to write summary.csv/png (default: DIR)")
     parser.add_argument("--no-plot", action="store_true", help="skip summary.png")
+    parser.add_argument("--compare", default=None, metavar="A,B", help="only compare two attacks in each run under "
+                        "DIR (or the run DIR): the paired bootstrap interval of A - B (report/compare.py)")
+    parser.add_argument("--pub", action="store_true", help="with --compare: on pub instead of the evaluation set")
     args = parser.parse_args(argv)
+    if args.compare:  # issue 13
+        from mia_lightning.errors import MiaError
+        from mia_lightning.report.compare import print_compare
+
+        pair = [name.strip() for name in args.compare.split(",")]
+        try:
+            if len(pair) != 2 or not all(pair):
+                raise MiaError("expected two attack names, A,B")
+            print_compare(args.dir, pair[0], pair[1], pub=args.pub)
+        except MiaError as error:
+            print(f"mia-summarize: error: --compare {args.compare}: {error}", file=sys.stderr)
+            sys.exit(2)
+        return
     try:
         summarize(args.dir, args.out, args.x_key, args.attacks.split(",") if args.attacks else None,
                   plot=not args.no_plot)

@@ -7,25 +7,27 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mia_lightning.report.intervals import cell
 from mia_lightning.report.metrics import HEADLINE
 
 
 def console() -> Console:
-    """The terminal, or 120 columns off a terminal (a log file): tables keep one line per row."""
+    """The terminal, or 160 columns off a terminal (a log file): tables keep one line per row."""
     import sys
 
-    return Console(stderr=False, width=None if sys.stdout.isatty() else 120)
+    return Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 
 
 def print_table(metrics: dict[str, Any], held_out: set[str]) -> None:
     table = Table(title=f"{metrics['task']}: membership inference (eval on {metrics['eval']}, "
-                        f"{metrics['eval_points']} points, {metrics['shadows']} shadows)")
+                        f"{metrics['eval_points']} points, {metrics['shadows']} shadows)",
+                  caption="[low, high]: 95% bootstrap interval; n/m: FPR below 1/negatives, not measurable")
     for column in ("attack", "AUC", "TPR@5%FPR", "TPR@1%FPR", "TPR@0.1%FPR", ""):
         table.add_column(column, justify="left" if column in ("attack", "") else "right")
     for name, row in sorted(metrics["attacks"].items(), key=lambda item: -item[1][HEADLINE]):
         flags = ["submitted" if name == metrics["submit"] else "", "held-out folds" if name in held_out else ""]
-        table.add_row(name, f"{row['auc']:.4f}", f"{row['tpr@0.05']:.4f}", f"{row['tpr@0.01']:.4f}",
-                      f"{row['tpr@0.001']:.4f}", ", ".join(f for f in flags if f))
+        table.add_row(name, *(cell(metrics, name, key) for key in ("auc", "tpr@0.05", "tpr@0.01", "tpr@0.001")),
+                      ", ".join(f for f in flags if f))
     console().print(table)
 
 

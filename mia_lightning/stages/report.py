@@ -2,7 +2,8 @@
 
 Reads: the attack results, the task (pub's membership; the hidden truth of priv when a
 simulated task has one), the shadow set (for the model summaries). Writes into the run
-dir: `metrics.json`, `submission.csv`, `roc.png`, `roc_log.png`, `tb/`.
+dir: `metrics.json` (with bootstrap intervals: report/intervals.py), `bootstrap.pt`,
+`submission.csv`, `roc.png`, `roc_log.png`, `tb/`.
 Returns: the metrics dict (also written as metrics.json).
 """
 
@@ -15,6 +16,7 @@ import torch
 from mia_lightning.artifacts import AttackResults, LogitSet, ShadowSet
 from mia_lightning.io.atomic import atomic_write_json
 from mia_lightning.metrics.roc import roc_curve
+from mia_lightning.report.intervals import add_intervals
 from mia_lightning.report.metrics import choose_submission, evaluation_points, resolve_metric, score_attacks
 from mia_lightning.report.models import attack_warnings, model_report, model_warnings
 from mia_lightning.report.table import print_models, print_table
@@ -68,6 +70,9 @@ def _write_report(run: Run, task: Task, shadows: ShadowSet, logits: LogitSet,
     }
     if eval_name == "truth":
         metrics["attacks_pub"] = pub_metrics
+    # issue 13: 95% bootstrap intervals (ci, ci_pub), paired differences to lira_online (paired)
+    add_intervals(metrics, results, index, truth, task.pub.membership.bool() if eval_name == "truth" else None,
+                  run.run_dir, config.seed)
     metrics["optimized_metric"] = resolve_metric(str(config.optimized_metric), metrics, submit)
     priv_index = torch.arange(len(task.pub), task.pool_size)
     write_submission(run.run_dir / "submission.csv", task.priv.ids, results[submit].scores[priv_index],
