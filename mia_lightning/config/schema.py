@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -49,6 +49,7 @@ class LoggerConfig:
 @dataclass
 class StoreConfig:
     root: str = "outputs/store"  # conf/config.yaml: ${oc.env:MIA_STORE,outputs/store}
+    entry: Optional[str] = None  # an imported shadow set (`mia-store import --name NAME`); null: the recipe's entry
 
 
 @dataclass

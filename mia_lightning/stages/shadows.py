@@ -13,11 +13,13 @@ from typing import Any
 
 from mia_lightning.artifacts import RecipeChoice, ShadowSet
 from mia_lightning.config.recipe import TrainRecipe, plain_recipe, recipe_values
+from mia_lightning.errors import MiaError
 from mia_lightning.logits.infer import Inference
 from mia_lightning.logits.queries import parse_queries
 from mia_lightning.models.resnet import ModelSpec
 from mia_lightning.run import Run
 from mia_lightning.shadows.fingerprint import task_fingerprint
+from mia_lightning.shadows.imported import open_imported
 from mia_lightning.shadows.job import ShadowJob
 from mia_lightning.shadows.runner import ensure_shadows
 from mia_lightning.shadows.store import ShadowStore
@@ -56,15 +58,22 @@ def shadow_set(run: Run, task: Task, recipe: TrainRecipe | None = None, rows: in
     `rows` rows), untrained."""
     config = run.config
     recipe = plain_recipe(config.shadow) if recipe is None else recipe
-    store = ShadowStore(run.store_root, task_fingerprint(task.pool_ids, task.pool_labels, task.pool_images),
-                        store_key(run, task, recipe))
-    store.prepare()
+    fingerprint = task_fingerprint(task.pool_ids, task.pool_labels, task.pool_images)
+    queried = inference(run, task, recipe)
+    if config.store.entry is not None:  # shadows imported from another tool (mia-store import)
+        if config.shadow.recipe != "given":
+            raise MiaError(f"store.entry={config.store.entry} (imported shadows) needs shadow.recipe=given")
+        store: ShadowStore = open_imported(run.store_root, fingerprint, config.store.entry,
+                                           [q.name for q in queried.queries])
+    else:
+        store = ShadowStore(run.store_root, fingerprint, store_key(run, task, recipe))
+        store.prepare()
     rows = max([rows, config.shadow.count] + [i + 1 for i in config.shadow.indices()])
     job = ShadowJob(
         store=store, images=task.pool_images, labels=task.pool_labels,
         keep=store.keep_mask(rows, task.pool_size, len(task.pub)),
         model=ModelSpec(task.num_classes, task.stem, config.model.channels_last),
-        recipe=plain_recipe(recipe), seed=int(config.seed), trainer=run.trainer, inference=inference(run, task, recipe),
+        recipe=plain_recipe(recipe), seed=int(config.seed), trainer=run.trainer, inference=queried,
         stack=config.shadow.stack, fast=config.shadow.fast, wait_timeout_s=config.shadow.wait_timeout_s,
     )
     return ShadowSet(job=job, count=config.shadow.count, choice=choice)
