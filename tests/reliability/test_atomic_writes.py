@@ -30,6 +30,7 @@ ALLOWED_WRITES = {
 ALLOWED_READS = {
     ("io/safe_load.py", "safe_torch_load"): "torch.load(weights_only=True) with the allow-list",
     ("io/restricted_pickle.py", "load_array_pickle"): "an Unpickler whose find_class allows numpy arrays only",
+    ("shadows/lira_layout.py", "load_npy"): "numpy.load(allow_pickle=False): plain arrays only, object arrays refused",
 }
 
 
