@@ -53,6 +53,7 @@ ATTACKS: dict[str, Runner] = {
 }
 ATTACK_NAMES = tuple(ATTACKS)
 COMBINERS = ("ensemble",)  # read other attacks' results, so they run after every other name
+NEEDS_IMAGES = ("qmia",)  # read the pool images (AttackInputs.images), which the attack stage then passes
 
 
 def check_names(names: list[str], key: str = "attack.names") -> None:

@@ -12,7 +12,7 @@ import shutil
 
 from mia_lightning.artifacts import AttackResults, LogitSet
 from mia_lightning.attacks.base import AttackInputs
-from mia_lightning.attacks.registry import check_names, run_attacks
+from mia_lightning.attacks.registry import NEEDS_IMAGES, check_names, run_attacks
 from mia_lightning.config.schema import Config
 from mia_lightning.report.scores_file import write_scores
 from mia_lightning.run import Run
@@ -28,7 +28,7 @@ def check(config: Config) -> None:
 
 def attack(run: Run, task: Task, logits: LogitSet) -> AttackResults:
     config = run.config
-    images = task.pool_images if "qmia" in config.attack.names else None
+    images = task.pool_images if set(NEEDS_IMAGES) & set(config.attack.names) else None
     inputs = AttackInputs(target_logits=logits.target, shadow_logits=logits.shadows, keep=logits.keep,
                           labels=task.pool_labels, known_membership=task.known_membership, images=images)
     # the master's and qmia's TensorBoard runs (<run dir>/<name>/<version>): a rerun of this job replaces them
