@@ -21,7 +21,7 @@ def console() -> Console:
 def print_table(metrics: dict[str, Any], held_out: set[str]) -> None:
     table = Table(title=f"{metrics['task']}: membership inference (eval on {metrics['eval']}, "
                         f"{metrics['eval_points']} points, {metrics['shadows']} shadows)",
-                  caption="[low, high]: 95% bootstrap interval; n/m: FPR below 1/negatives, not measurable")
+                  caption="\\[low, high]: 95% bootstrap interval; n/m: FPR below 1/negatives, not measurable")
     for column in ("attack", "AUC", "TPR@5%FPR", "TPR@1%FPR", "TPR@0.1%FPR", ""):
         table.add_column(column, justify="left" if column in ("attack", "") else "right")
     for name, row in sorted(metrics["attacks"].items(), key=lambda item: -item[1][HEADLINE]):
