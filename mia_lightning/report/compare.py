@@ -3,7 +3,7 @@
 Every run dir keeps its bootstrap replicates in `bootstrap.pt` (report/intervals.py): every
 attack's metrics on the same 1,000 resamples of the evaluation points. The difference a - b
 on each resample is the paired bootstrap of the difference, and its 95% interval says
-whether the runs's data can tell the two apart ("a > b" only when the interval excludes 0).
+whether the run's data can tell the two apart ("a > b" only when the interval excludes 0).
 """
 
 from __future__ import annotations
