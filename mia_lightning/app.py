@@ -70,7 +70,13 @@ def _debug() -> bool:
 
 
 def one_line(error: BaseException) -> str:
-    """Hydra and OmegaConf errors span several lines; the user gets them folded into one."""
+    """Hydra and OmegaConf errors span several lines; the user gets them folded into one
+    (and the composition errors that have a clearer wording, config/explain.py, in that)."""
+    from mia_lightning.config.explain import explain
+
+    explained = explain(error)
+    if explained:
+        return explained
     parts = [line.strip() for line in str(error).splitlines() if line.strip()]
     parts = [p for p in parts if not p.startswith(("Set the environment variable HYDRA_FULL_ERROR",
                                                     "object_type=", "reference_type="))]

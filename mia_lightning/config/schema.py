@@ -90,8 +90,10 @@ def known_keys(node: Any, schema: type, prefix: str = "") -> None:
     for key in node.keys():
         if key not in hints:
             where = prefix.rstrip(".") or "the config"
-            raise MiaError(f"unknown key {prefix}{key}{did_you_mean(str(key), hints)} "
-                           f"(the keys of {where}: {', '.join(sorted(hints))})")
+            hint = did_you_mean(str(key), hints)
+            if hint:  # "unknown key shadow.epoch; did you mean shadow.epochs?": the fix, at once
+                raise MiaError(f"unknown key {prefix}{key}{hint.replace('did you mean ', 'did you mean ' + prefix)}")
+            raise MiaError(f"unknown key {prefix}{key} (the keys of {where}: {', '.join(sorted(hints))})")
         child = node.get(key)
         if dataclasses.is_dataclass(hints[key]) and hasattr(child, "keys"):
             known_keys(child, hints[key], f"{prefix}{key}.")

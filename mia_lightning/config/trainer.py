@@ -147,13 +147,33 @@ def probe_trainer(flags: dict[str, Any], key: str = "trainer") -> None:
             logger.setLevel(level)
 
 
+def machine_devices() -> str:
+    """What this machine offers Lightning, in words: "no GPU (CPU only, 2 cores)", "1 CUDA GPU (NVIDIA H200)"."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        return f"{count} CUDA GPU{'s' if count != 1 else ''} ({torch.cuda.get_device_name(0)})"
+    return f"no GPU (CPU only, {os.cpu_count()} cores)"
+
+
 def _explain(flags: dict[str, Any], key: str, error: BaseException) -> str:
+    """What was asked, what this machine has, and what to pass instead, in one line."""
     text = " ".join(str(error).split()) or type(error).__name__
+    accelerator = str(flags.get("accelerator", "auto"))
+    missing_device = ("backend" in text or "not available" in text or "torch_xla" in text or "valid input" in text
+                      or "only has" in text or "requested" in text)
+    if accelerator in ("gpu", "cuda", "mps", "tpu") and missing_device:
+        wanted = {"gpu": "a CUDA GPU", "cuda": "a CUDA GPU", "mps": "an Apple GPU (MPS)", "tpu": "a TPU"}[accelerator]
+        asked = f"{key}.accelerator={accelerator}"
+        devices = flags.get("devices")
+        if devices not in (None, 1, "1", "auto"):
+            asked += f" {key}.devices={devices}"
+            wanted = f"{devices} of them" if accelerator not in ("gpu", "cuda") else f"{devices} CUDA GPUs"
+        return (f"{asked} asks for {wanted}, but this machine has {machine_devices()}: "
+                "pass trainer=cpu (or run on a machine that has one)")
     asked = ", ".join(f"{key}.{k}={v}" for k, v in flags.items() if k in ("accelerator", "devices", "strategy",
                                                                          "precision"))
-    accelerator = str(flags.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda", "mps", "tpu") and ("backend" in text or "not available" in text
-                                                         or "torch_xla" in text or "valid input" in text):
-        return (f"{key}.accelerator={accelerator}: no such device on this machine ({text}); "
-                "run with trainer=cpu, or on a machine that has one")
     return f"{key}: lightning.Trainer refused {asked or 'these flags'}: {text}"

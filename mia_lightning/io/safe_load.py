@@ -48,7 +48,7 @@ def safe_torch_load(
         with torch.serialization.safe_globals(list(allow)):
             obj = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise MiaError(f"{where}: refused to load: {_first_line(err)} (mia never fully unpickles files)") from None
+        raise MiaError(f"{where}: refused to load: {_refusal(file, key, err)}") from None
     except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError, TypeError, AttributeError,
             KeyError, IndexError, OverflowError, MemoryError, UnicodeDecodeError, OSError, struct.error) as err:
         raise MiaError(f"{where}: not a readable torch file (truncated or corrupt?): {_first_line(err)}") from None
@@ -100,12 +100,56 @@ def _check_tensor(tensor: torch.Tensor, where: str) -> None:
                        f"that would take {logical / 2**30:.1f} GiB; refused")
 
 
+MODEL_MODULES = ("torch.nn.", "torchvision.models.", "lightning.", "pytorch_lightning.", "timm.")
+DATASET_CLASSES = ("MembershipDataset", "TaskDataset")
+
+
+def _refusal(file: Path, key: str | None, err: BaseException) -> str:
+    """Why a file was refused, in terms of what it holds and what to do; never torch's own
+    advice, which is to load it with `weights_only=False` (the very thing mia refuses)."""
+    try:  # reads the pickle's opcodes only; nothing in the file runs
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(file)
+    except Exception:
+        names = []
+    datasets = [name for name in names if name.rsplit(".", 1)[-1] in DATASET_CLASSES]
+    models = [name for name in names if name.startswith(MODEL_MODULES)]
+    if datasets:
+        hint = "; is it task.pub or task.priv?" if key in ("task.target", "task.truth") else ""
+        return f"it holds a TML25 task dataset ({datasets[0]}), not {_expected(key)}{hint}"
+    if models:
+        top = _model_class(names, models)
+        return (f"it holds a whole pickled model ({top}), not a state_dict; mia loads tensors only and never "
+                f"unpickles code: save the weights with torch.save(model.state_dict(), {str(file)!r}) instead")
+    if names:
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        return f"it holds Python objects mia does not load ({names[0]}{more}); mia never unpickles code"
+    return f"{_first_line(err)} (mia never unpickles code)"
+
+
+def _model_class(names: list[str], models: list[str]) -> str:
+    """The pickled model's own class, as far as the file's globals tell (their order is not kept):
+    a class from outside torch (the user's `Net`), else torchvision's network over its blocks."""
+    own = sorted(name for name in names if not name.startswith(("torch.", "torchvision.", "collections.", "builtins.")))
+    if own:
+        return own[0]
+    return sorted(models, key=lambda name: (not name.startswith("torchvision.models."),
+                                            name.endswith(("Block", "Bottleneck")), name))[0]
+
+
+def _expected(key: str | None) -> str:
+    return {"task.target": "model weights (a ResNet18 state_dict)", "task.truth": "a truth file"}.get(
+        key or "", "what this file should hold")
+
+
 def _first_line(err: BaseException) -> str:
+    """The unpickler's own complaint ("Unsupported global: GLOBAL posix.system"), without the
+    surrounding advice to turn weights_only off."""
     text = str(err).strip() or type(err).__name__
     for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("Weights only load failed"):
-            if "WeightsUnpickler error:" in line:
-                line = line.split("WeightsUnpickler error:", 1)[1].strip()
-            return line[:300]
-    return text.splitlines()[0][:300]
+        if "WeightsUnpickler error:" in line:
+            line = line.split("WeightsUnpickler error:", 1)[1].strip()
+            return line.split(" was not an allowed global")[0].split(". Please")[0][:300]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Weights only load failed", "(1)", "(2)", "Check the"))
+              and "weights_only" not in line]
+    return (useful or lines or [type(err).__name__])[0][:300]

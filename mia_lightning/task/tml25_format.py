@@ -82,9 +82,19 @@ def load_raw(path: str | os.PathLike, key: str | None = None) -> dict[str, Any]:
         fields["imgs"] = fields.pop("images")
     missing = [name for name in ("ids", "imgs", "labels") if name not in fields]
     if missing:
+        if _is_state_dict(fields):  # e.g. task.pub and task.target swapped
+            raise MiaError(f"{where}: holds model weights (a state_dict of {len(fields)} tensors, e.g. "
+                           f"{', '.join(list(fields)[:2])}), not a task dataset; is it task.target?")
         found = sorted(k for k in fields if isinstance(k, str))
-        raise MiaError(f"{where}: missing field(s) {missing}; expected {list(FIELDS)}, found {found}")
+        shown = ", ".join(repr(k) for k in found[:6]) + (f", ... ({len(found)} in all)" if len(found) > 6 else "")
+        raise MiaError(f"{where}: missing field(s) {missing}; expected {list(FIELDS)}, found [{shown}]")
     return fields
+
+
+def _is_state_dict(fields: dict[str, Any]) -> bool:
+    """A dict of named tensors with dotted parameter names ("conv1.weight"): model weights."""
+    return bool(fields) and all(isinstance(v, torch.Tensor) for v in fields.values()) and any(
+        isinstance(k, str) and k.endswith((".weight", ".bias")) for k in fields)
 
 
 def decode_pil_state(state: Any, where: str) -> torch.Tensor:
