@@ -47,7 +47,8 @@ def _write_report(run: Run, task: Task, shadows: ShadowSet, logits: LogitSet,
     held_out = {name for name, result in results.items() if result.held_out}
     models = model_report(logits.target, logits.shadows, logits.keep, task.pool_labels, len(task.pub),
                           task.pub.membership.bool())
-    warnings = [*model_warnings(models), *attack_warnings(pub_metrics)]
+    warnings = [*task.meta.get("warnings", []),  # issue 14: task-level warnings (task/load.py)
+                *model_warnings(models), *attack_warnings(pub_metrics)]
     metrics: dict[str, Any] = {
         "task": task.name,
         "eval": eval_name,

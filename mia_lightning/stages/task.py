@@ -30,4 +30,6 @@ def obtain_task(run: Run) -> Task:
     task.meta["dir"] = str(task.files["pub"].parent)
     log.info("task %s: %d public + %d private points, %d classes (%s stem), files in %s",
              task.name, len(task.pub), len(task.priv), task.num_classes, task.stem, task.meta["dir"])
+    for line in task.meta.get("warnings", []):  # e.g. weights with more classes than the labels use
+        log.warning(line)
     return task

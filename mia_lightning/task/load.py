@@ -47,6 +47,18 @@ def read_truth(path: str | os.PathLike, priv: TaskSplit, key: str = "task.truth"
     return torch.tensor([truth[i] for i in priv.ids.tolist()], dtype=torch.int8)
 
 
+def class_count_warnings(num_classes: int, pub: TaskSplit, priv: TaskSplit, target_path: Path) -> list[str]:
+    """Weights with more output classes than the labels use (44-class weights on 10-class
+    files) load and run, but the shadows then learn a 44-way problem of 10 classes and the
+    files are most likely from different releases: say so (log and metrics.json `warnings`)."""
+    used = int(max(int(pub.labels.max()), int(priv.labels.max()))) + 1
+    if used >= num_classes:
+        return []
+    return [f"task.target={target_path} has {num_classes} output classes, but the labels of task.pub and "
+            f"task.priv use only {used} (0..{used - 1}): are the weights and the files from the same release? "
+            f"(the shadows are trained with {num_classes} classes)"]
+
+
 def _required(cfg: TaskConfig, key: str) -> Path:
     value = {"pub": cfg.pub, "priv": cfg.priv, "target": cfg.target}[key]
     if not value:
@@ -78,6 +90,7 @@ def load_task(cfg: TaskConfig, model_stem: str = "auto", *, read_truth_file: boo
                 f"{key}={path}: label {top} does not fit the target's {num_classes} classes "
                 f"(task.target={target_path}); are the files from the same release?"
             )
+    warnings = class_count_warnings(num_classes, pub, priv, target_path)
     truth_path = Path(str(cfg.truth)).expanduser() if cfg.truth else None
     if truth_path is not None and not truth_path.is_file():
         raise MiaError(f"task.truth={truth_path}: file not found")
@@ -88,6 +101,7 @@ def load_task(cfg: TaskConfig, model_stem: str = "auto", *, read_truth_file: boo
         mean=[float(m) for m in cfg.mean], std=[float(s) for s in cfg.std],
         files={"pub": pub_path, "priv": priv_path, "target": target_path,
                **({"truth": truth_path} if truth_path is not None else {})},
+        meta={"warnings": warnings},
     )
     if read_truth_file and truth_path is not None:
         task.truth = read_truth(truth_path, priv)
