@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -20,6 +21,9 @@ class Run:
     run_dir: Path  # the Hydra run dir: metrics.json, plots, submission.csv, tb/
     composed: DictConfig | None = None  # the config as Hydra composed it (shown in TensorBoard's Text tab)
     seconds: dict[str, float] = field(default_factory=dict)
+    # what the stages did, for the run's closing line (outcome.py): target_trained, shadows_trained,
+    # shadows_reused, task_dir, store_dir, recipe_search, reported
+    outcome: dict[str, Any] = field(default_factory=dict)
 
     @property
     def trainer(self) -> TrainerSettings:
