@@ -48,6 +48,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
     from mia_lightning.pipeline import run_pipeline
 
     _quiet_libraries()
+    _warn_about_choices(cfg)
     try:
         return run_pipeline(cfg, Path(HydraConfig.get().runtime.output_dir))
     except MiaError as error:  # exit here: Hydra would print a job banner around it
@@ -63,6 +64,16 @@ def hydra_main(cfg: DictConfig) -> float | None:
             raise
         print("mia: terminated (SIGTERM); rerun the same command to resume", file=sys.stderr)
         sys.exit(143)
+
+
+def _warn_about_choices(cfg: DictConfig) -> None:
+    """An experiment that sets task.* keys over the task chosen on the command line (config/choices.py)."""
+    from mia_lightning.config.choices import task_overridden
+
+    hydra_cfg = HydraConfig.get()
+    line = task_overridden(cfg, list(hydra_cfg.overrides.task), hydra_cfg.runtime.choices.get("experiment"))
+    if line:
+        logging.getLogger("mia").warning(line)
 
 
 def _debug() -> bool:
