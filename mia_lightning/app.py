@@ -41,6 +41,8 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*Precision.*is not supported by the model summary.*")
     warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
     warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
+    # Lightning 2.6 builds torch's deprecated LeafSpec at every fit (torch >= 2.10 warns each time)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

@@ -146,15 +146,53 @@ def test_slurm_launcher_config_composes_without_slurm():
     assert "SlurmLauncher" in out and "gpus_per_node: 1" in out
 
 
-def test_progress_off_a_terminal_is_a_line_per_epoch_not_per_step(tmp_path, tiny_task_dir):
-    """A SLURM log gets the epoch bar redrawn once per epoch, not at every step."""
+def _run_with_stderr_on_a_terminal(args: list[str]) -> tuple[str, str]:
+    """`mia args` with stderr on a pseudo-terminal (where bars are drawn) and stdout on a pipe."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+    import threading
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a 120-column terminal
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # read as it comes: a full pty buffer would block the child
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    proc = subprocess.run([*MIA, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=slave, timeout=600)
+    os.close(slave)
+    reader.join(timeout=30)
+    os.close(master)
+    assert proc.returncode == 0, b"".join(chunks)[-3000:]
+    return proc.stdout.decode(), b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_is_one_labelled_bar_per_model_on_a_terminal_and_one_line_per_model_in_a_log(tmp_path, tiny_task_dir):
+    """On a terminal: one bar per model, labelled and counting epochs from 1, none of Lightning's
+    stray bars; off it (a pipe, a SLURM log): no bar, no escape codes, one line per finished model."""
     store = tmp_path / "store"
     fresh_store(tiny_task_dir, store)
     args = [a for a in TINY if not a.startswith(("trainer.enable_progress_bar", "shadow.batch_size"))]
-    proc = run_mia(*args, "stage=shadows", "shadow.count=1", "shadow.batch_size=8", f"store.root={store}",
-                   f"hydra.run.dir={tmp_path / 'run'}")
-    redraws = [line for line in proc.stdout.replace("\r", "\n").splitlines() if "shadow_000 (1/1) epoch" in line]
-    epochs, steps_per_epoch = 4, 160 // 8  # TINY: 4 shadow epochs over the 160 points IN shadow 0
-    # a few redraws per epoch (start, end, metrics), never one per step
-    assert epochs <= len(redraws) <= 8 * epochs < epochs * steps_per_epoch, len(redraws)
-    assert f"epoch {epochs}/{epochs}" in redraws[-1]
+    stdout, terminal = _run_with_stderr_on_a_terminal(
+        [*args, "stage=shadows", "shadow.count=1", "shadow.batch_size=8", f"store.root={store}",
+         f"hydra.run.dir={tmp_path / 'run'}"])
+    epochs = 4  # TINY's shadow epochs
+    assert "shadow_000 (1/1) epoch 1/4" in terminal and f"shadow_000 (1/1) epoch {epochs}/{epochs}" in terminal
+    for noise in ("Training", "Epoch 0", "v_num", "shadows:"):  # Lightning's bars, the old outer bar
+        assert noise not in terminal, noise
+    assert "\x1b[" not in stdout and "\r" not in stdout
+    finished = [line for line in stdout.splitlines() if line.startswith("shadow_000 (1/1): train acc")]
+    assert len(finished) == 1 and "shadow_000 (1/1): train acc" not in terminal
+    assert stdout.strip().splitlines()[-1].startswith("mia: done in ")

@@ -10,13 +10,13 @@ pub's membership. Each pub point is then scored by a model trained on the other 
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
 from mia_lightning.attacks.base import AttackContext, AttackResult
@@ -26,6 +26,8 @@ from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.data.features import FeatureDataModule, build_features, check_features, feature_dim, shadow_table
 from mia_lightning.errors import MiaError
 from mia_lightning.models.master import MasterMLP
+from mia_lightning.training.curves import CurveLogger
+from mia_lightning.training.progress import ModelProgressBar, finished
 from mia_lightning.training.trainer import build_trainer, single_device
 from mia_lightning.utils.seeding import derive_seed
 
@@ -34,9 +36,10 @@ def master_trainer(settings: TrainerSettings, epochs: int, log_dir: Path | None,
     """The `trainer` group's Trainer on one device, deterministic, without checkpoints."""
     logger: Any = False
     if log_dir is not None:
-        logger = TensorBoardLogger(save_dir=str(log_dir), name="master", version=version, default_hp_metric=False)
+        logger = CurveLogger(save_dir=str(log_dir), name="master", version=version, default_hp_metric=False)
+    bar = [ModelProgressBar(f"master MLP ({version})")] if settings.progress_bar else []  # on a terminal only
     return build_trainer(settings, max_epochs=epochs, logger=logger, devices=single_device(settings.flags.get("devices")),
-                         strategy="auto", enable_checkpointing=False, deterministic=True,
+                         strategy="auto", enable_checkpointing=False, deterministic=True, callbacks=bar,
                          default_root_dir=str(log_dir) if log_dir is not None else None)
 
 
@@ -52,11 +55,15 @@ def fit_master(features: Tensor, targets: Tensor, master: MasterConfig, settings
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    started = time.monotonic()
     try:
         trainer = master_trainer(settings, master.epochs, log_dir, version)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             trainer.fit(model, datamodule=datamodule)
+        loss = trainer.callback_metrics.get("master/train_loss")
+        finished(f"master MLP ({version}): {master.epochs} epochs on {targets.numel()} rows"
+                 f"{f', loss {float(loss):.3f}' if loss is not None else ''}  {time.monotonic() - started:.1f} s")
     finally:  # Trainer(deterministic=True) flips process-wide state: put it back
         torch.use_deterministic_algorithms(was_deterministic, warn_only=warn_only)
         if cublas is None:

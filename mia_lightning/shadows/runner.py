@@ -8,24 +8,26 @@ weights and logits, so a reader never sees a half-finished shadow as finished.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
-
-from tqdm.auto import tqdm
 
 from mia_lightning.errors import MiaError
 from mia_lightning.io.atomic import remove_stale_temps
 from mia_lightning.io.locks import FileLock
 from mia_lightning.shadows.job import ShadowJob, train_shadow
 from mia_lightning.shadows.stacked_training import train_shadow_stack
+from mia_lightning.training.progress import finished
+
+log = logging.getLogger("mia")
 
 
 def _report(job: ShadowJob, summary: dict[str, Any]) -> None:
-    tqdm.write(f"{job.label(summary['index'])}: train acc {summary['train_acc']:.3f}  "
-               f"test acc {summary['test_acc']:.3f}  {summary['seconds']:.1f} s")
+    """The one line per finished shadow (its bar, on a terminal, is gone by now)."""
+    finished(f"{job.label(summary['index'])}: train acc {summary['train_acc']:.3f}  "
+             f"test acc {summary['test_acc']:.3f}  {summary['seconds']:.1f} s")
 
 
-def _train_claimed(job: ShadowJob, claimed: list[tuple[int, FileLock]], bar: tqdm,
-                   trained: dict[int, dict[str, Any]]) -> None:
+def _train_claimed(job: ShadowJob, claimed: list[tuple[int, FileLock]], trained: dict[int, dict[str, Any]]) -> None:
     """Train shadows whose locks we hold (in stacks of `job.stack` when asked), then release."""
     try:
         for index, _ in claimed:  # a killed trainer's half-written temp files (we hold the lock now)
@@ -37,7 +39,6 @@ def _train_claimed(job: ShadowJob, claimed: list[tuple[int, FileLock]], bar: tqd
             for summary in summaries:
                 trained[summary["index"]] = summary
                 _report(job, summary)
-                bar.update(1)
     finally:
         for _, lock in claimed:
             lock.release()
@@ -48,32 +49,31 @@ def ensure_shadows(job: ShadowJob, indices: list[int]) -> dict[int, dict[str, An
     job.store.prepare()
     pending = [i for i in indices if not job.store.is_done(i)]
     trained: dict[int, dict[str, Any]] = {}
-    bar = tqdm(total=len(indices), initial=len(indices) - len(pending), desc="shadows", position=0,
-               disable=not pending, leave=True, dynamic_ncols=True)
-    try:
-        waiting: list[int] = []
-        while pending:
-            claimed: list[tuple[int, FileLock]] = []
-            for index in pending:
-                lock = FileLock(job.store.shadow_dir(index) / "lock")
-                if lock.try_acquire():
-                    claimed.append((index, lock))
-                else:
-                    waiting.append(index)
-            _train_claimed(job, claimed, bar, trained)
-            pending, waiting = _wait_for_others(job, waiting, bar), []
-    finally:
-        bar.close()
+    if pending:
+        log.info("training %d of %d shadows (%d already in the store) in %s", len(pending), len(indices),
+                 len(indices) - len(pending), job.store.dir)
+    waiting: list[int] = []
+    while pending:
+        claimed: list[tuple[int, FileLock]] = []
+        for index in pending:
+            lock = FileLock(job.store.shadow_dir(index) / "lock")
+            if lock.try_acquire():
+                claimed.append((index, lock))
+            else:
+                waiting.append(index)
+        _train_claimed(job, claimed, trained)
+        pending, waiting = _wait_for_others(job, waiting), []
     missing = [i for i in indices if not job.store.is_done(i)]
     if missing:
         raise MiaError(f"shadows {missing} are still not done in {job.store.dir}")
     return trained
 
 
-def _wait_for_others(job: ShadowJob, waiting: list[int], bar: tqdm) -> list[int]:
+def _wait_for_others(job: ShadowJob, waiting: list[int]) -> list[int]:
     """Block on shadows another process is training; return those it left unfinished."""
     unfinished = []
     for index in waiting:
+        log.info("waiting for %s, which another process is training", job.label(index))
         lock = FileLock(job.store.shadow_dir(index) / "lock")
         if not lock.acquire(timeout_s=job.wait_timeout_s):
             raise MiaError(
@@ -81,8 +81,6 @@ def _wait_for_others(job: ShadowJob, waiting: list[int], bar: tqdm) -> list[int]
                 f"which another process is training in {job.store.shadow_dir(index)}"
             )
         lock.release()
-        if job.store.is_done(index):
-            bar.update(1)
-        else:
+        if not job.store.is_done(index):
             unfinished.append(index)  # its trainer died: take it over on the next pass
     return unfinished

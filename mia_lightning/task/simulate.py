@@ -11,6 +11,7 @@ every sweep job of the same config reuses one simulated task.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,10 @@ from mia_lightning.shadows.fingerprint import config_hash
 from mia_lightning.task.sources import load_source
 from mia_lightning.task.tml25_format import write_task_file
 from mia_lightning.training.fit import FitSpec, fit_classifier
+from mia_lightning.training.progress import finished
 from mia_lightning.utils.seeding import derive_seed
+
+log = logging.getLogger("mia")
 
 FILES = {"pub": "pub.pt", "priv": "priv_out.pt", "target": "01_MIA.pt", "truth": "truth.pt"}
 
@@ -95,6 +99,8 @@ def _simulate_into(task_dir: Path, task_cfg: TaskConfig, stem: str, settings: Tr
     ids = torch.randperm(15 * pool_size, generator=generator)[:pool_size]  # non-contiguous ids, like TML25's
 
     start = time.monotonic()
+    log.info("simulating task %s: training its target (%d epochs on %d of %d %s images) in %s", task_cfg.name,
+             task_cfg.train.epochs, int(members.sum()), pool_size, task_cfg.source, task_dir)
     spec = FitSpec(images=images, labels=labels, train_index=members.nonzero().squeeze(1), num_classes=num_classes,
                    stem=stem, mean=list(task_cfg.mean), std=list(task_cfg.std), recipe=task_cfg.train,
                    seed=derive_seed(task_cfg.seed, "target"), channels_last=channels_last)
@@ -102,6 +108,8 @@ def _simulate_into(task_dir: Path, task_cfg: TaskConfig, stem: str, settings: Tr
     logits = compute_logits(net, Normalize(task_cfg.mean, task_cfg.std), images, [parse_query("identity")])[:, 0]
     correct = (logits.argmax(1) == labels).float()
     accuracy = {"train_acc": float(correct[members].mean()), "test_acc": float(correct[~members].mean())}
+    finished(f"target: train acc {accuracy['train_acc']:.3f}  test acc {accuracy['test_acc']:.3f}  "
+             f"{time.monotonic() - start:.1f} s")  # like a shadow's line (shadows/runner.py)
 
     pub = _stratified_pub(members, float(task_cfg.pub_fraction), generator)
     priv = ~pub

@@ -19,7 +19,6 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, Checkpoint
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 
 from mia_lightning.config.recipe import TrainRecipe
@@ -28,7 +27,8 @@ from mia_lightning.data.memory import InMemoryDataModule, PlainDataModule
 from mia_lightning.errors import MiaError
 from mia_lightning.models.classifier import ClassifierModule
 from mia_lightning.training.checkpoint_io import AtomicCheckpointIO
-from mia_lightning.training.progress import LabelledProgressBar
+from mia_lightning.training.curves import CurveLogger
+from mia_lightning.training.progress import ModelProgressBar
 from mia_lightning.training.trainer import build_trainer
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"  # a run's resume point, relative to its directory
@@ -88,9 +88,9 @@ def run_trainer(run_dir: Path, settings: TrainerSettings, label: str, max_epochs
     no validation, and a progress bar labelled with the model's name.
     """
     all_callbacks: list[Callback] = [EpochCheckpoint(run_dir / LAST_CHECKPOINT), *callbacks]
-    if settings.progress_bar:
-        all_callbacks.append(LabelledProgressBar(label))
-    tensorboard = TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
+    if settings.progress_bar:  # drawn on a terminal only (training/progress.py)
+        all_callbacks.append(ModelProgressBar(label))
+    tensorboard = CurveLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
     return build_trainer(settings, max_epochs=max_epochs, max_steps=max_steps, logger=tensorboard if logger else False,
                          callbacks=all_callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=run_dir)
 
