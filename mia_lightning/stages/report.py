@@ -83,7 +83,8 @@ def _write_report(run: Run, task: Task, shadows: ShadowSet, logits: LogitSet,
         from mia_lightning.report.plots import plot_roc
 
         plot_roc(curves, run.run_dir / "roc.png", run.run_dir / "roc_log.png",
-                 title=f"{task.name} (eval on {eval_name})")
+                 title=f"{task.name} (eval on {eval_name})", submitted=submit,  # issue 14: counts, submitted
+                 positives=int(truth.sum()), negatives=int((~truth).sum()))
     print_models(models, warnings)
     print_table(metrics, held_out)
     if config.logger.enabled:
