@@ -90,5 +90,5 @@ def _write_report(run: Run, task: Task, shadows: ShadowSet, logits: LogitSet,
     if config.logger.enabled:
         from mia_lightning.report.tensorboard import log_run
 
-        log_run(run, metrics, curves)
+        log_run(run, metrics, curves, positives=int(truth.sum()), negatives=int((~truth).sum()))
     return metrics
