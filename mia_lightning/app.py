@@ -104,6 +104,7 @@ def main() -> None:
     """Console entry point."""
     debug = _debug()
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
+    _resolve_printed_config(sys.argv)
     try:
         hydra_main()
     except MiaError as error:
@@ -115,10 +116,22 @@ def main() -> None:
         print("mia: interrupted; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
     except Exception as error:  # config composition and override errors from Hydra/OmegaConf
-        if debug or not _is_config_error(error):
+        if debug or not (_is_config_error(error) or _is_usage_error(error)):
             raise
         print(f"mia: error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
+
+
+def _resolve_printed_config(argv: list[str]) -> None:
+    """`mia --cfg job` prints the config with its interpolations resolved (the store root as
+    the path it is, not `${oc.env:MIA_STORE,outputs/store}`), as if `--resolve` were given."""
+    if any(arg in ("--cfg", "-c") or arg.startswith("--cfg=") for arg in argv) and "--resolve" not in argv:
+        argv.append("--resolve")
+
+
+def _is_usage_error(error: BaseException) -> bool:
+    """Hydra's own command-line complaints (e.g. `--cfg job -m`), raised as plain ValueErrors."""
+    return isinstance(error, ValueError) and str(error).startswith("Only one of --run, --multirun")
 
 
 def _is_config_error(error: BaseException) -> bool:

@@ -5,15 +5,20 @@ from __future__ import annotations
 from conftest import run_mia
 
 
-def test_help_lists_the_config_groups():
+def test_help_says_what_mia_is_with_examples_and_lists_the_config_groups():
     out = run_mia("--help").stdout
+    assert out.startswith("mia: membership inference attacks on image classifiers")
+    assert "powered by Hydra" not in out.splitlines()[0]
+    assert "Examples:" in out and "mia experiment=digits_smoke" in out and "mia --cfg job" in out
     for group in ("task:", "shadow:", "attack:", "master:", "trainer:", "experiment:"):
         assert group in out
+    assert "tml25_quick" in out  # the experiments are listed
 
 
-def test_cfg_job_prints_the_composed_config():
-    out = run_mia("--cfg", "job", "experiment=digits_smoke", "shadow.count=4").stdout
+def test_cfg_job_prints_the_composed_config_resolved(tmp_path):
+    out = run_mia("--cfg", "job", "experiment=digits_smoke", "shadow.count=4", env={"MIA_STORE": str(tmp_path)}).stdout
     assert "count: 4" in out and "source: digits" in out
+    assert f"root: {tmp_path}" in out and "${oc.env" not in out  # the store root as the path it is
 
 
 def test_unknown_key_fails_with_one_line():
