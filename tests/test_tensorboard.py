@@ -73,7 +73,7 @@ def test_runs_are_hparams_sessions_with_swept_keys_first_values_used_and_readabl
                 command=sweep_job(count, job))
     experiment, groups = hparams_view(tmp_path)
 
-    assert set(groups) == {"shadow.count=2 (sweep #0)", "shadow.count=4 (sweep #1)"}  # not a path cut short
+    assert set(groups) == {"count=2 #0 sweep", "count=4 #1 sweep"}  # what differs first, not a path cut short
     names = [info.name for info in experiment.hparam_infos]
     assert names[0] == "shadow.count" and experiment.hparam_infos[0].differs  # the swept key leads the columns
     assert set(names) == {"shadow.count", "attack.rmia.num_z", *CORE}  # a handful, not the whole config
@@ -82,7 +82,7 @@ def test_runs_are_hparams_sessions_with_swept_keys_first_values_used_and_readabl
     assert tags == {"hparams/best/tpr@0.05", "hparams/best/tpr@0.01", "hparams/best/auc",
                     "hparams/loss/tpr@0.05", "hparams/lira_online/tpr@0.05", "hparams/master/tpr@0.05"}
     for job, (count, shift) in enumerate(((2, 0.0), (4, 0.1))):
-        group = groups[f"shadow.count={count} (sweep #{job})"]
+        group = groups[f"count={count} #{job} sweep"]
         assert hparam_value(group, "shadow.count") == count
         assert hparam_value(group, "attack.rmia.num_z") == 600  # what RMIA used (capped), not the asked 2500
         assert hparam_value(group, "attack.queries") == "identity,mirror"
@@ -108,7 +108,7 @@ def test_roc_figures_and_config_text_and_rerun_replaces_events(tmp_path):
     start = accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     info = plugin_metadata.parse_session_start_info_plugin_data(start)
     assert info.hparams["shadow.count"].number_value == 2
-    assert info.group_name.startswith("default (")  # no sweep: named by its experiment and time
+    assert info.group_name == "run default"  # no sweep: named by its run dir and experiment
     assert "_hparams_/experiment" not in accumulator.PluginTagToContent("hparams")  # TensorBoard builds it from all runs
     assert [round(e.value, 6) for e in accumulator.Scalars("hparams/loss/tpr@0.05")] == [0.25]  # the rerun's, only
     texts = accumulator.PluginTagToContent("text")

@@ -14,7 +14,7 @@ each with the value the run actually used where that differs from the config (RM
 `num_z` is capped by the known non-members, `attack.queries=auto` becomes the queries,
 `shadow.recipe=auto` the recipe the search chose), from `metrics.json`. The whole config
 stays in the Text tab. Each run is named, in the table's "Trial ID" column, by what
-distinguishes it ("shadow.count=4 (19-22-33 #2)") rather than by its path.
+distinguishes it ("count=4 #2 12-01 19:22:33", "12-01 19:22:33 default") rather than by its path.
 """
 
 from __future__ import annotations
@@ -123,13 +123,24 @@ def run_hparams(config: Any, metrics: dict[str, Any], command: Command) -> dict[
 
 
 def run_name(params: dict[str, Any], command: Command, run_dir: Path) -> str:
-    """The Trial ID: what distinguishes the run (its swept values, else its experiment), then
-    where it ran (the run dir's time, and the job number of a sweep), so names stay unique."""
-    swept = [f"{key}={params[key]}" for key in sorted(command.swept) if key in params]
-    label = ", ".join(swept) or str(params.get("experiment", "run"))
-    if command.job is not None:
-        return f"{label} ({run_dir.parent.name} #{command.job})"
-    return f"{label} ({run_dir.parent.name} {run_dir.name})"
+    """The Trial ID, whose column TensorBoard cuts after ~14 characters, so the distinguishing
+    part comes first: a sweep job's swept values by their last key part ("count=4 #2 12-02 00:45:24",
+    full keys where two share a last part), a single run its time ("12-02 00:44:52 default")."""
+    swept = sorted(key for key in command.swept if key in params)
+    leaves = [key.rsplit(".", 1)[-1] for key in swept]
+    names = leaves if len(set(leaves)) == len(leaves) else swept
+    label = ",".join(f"{name}={params[key]}" for name, key in zip(names, swept))
+    if command.job is not None:  # a job dir in <sweep dir>/<job>_...
+        return f"{label or 'job'} #{command.job} {_when(run_dir.parent)}"
+    return f"{_when(run_dir)} {params.get('experiment', '')}".strip()
+
+
+def _when(directory: Path) -> str:
+    """"12-02 00:44:52" for Hydra's <YYYY-MM-DD>/<HH-MM-SS> dirs, else the dir's own name."""
+    day, time_ = directory.parent.name, directory.name
+    if len(day) == 10 and day[4] == day[7] == "-" and len(time_) == 8 and time_[2] == time_[5] == "-":
+        return f"{day[5:]} {time_.replace('-', ':')}"
+    return directory.name
 
 
 def run_metrics(metrics: dict[str, Any]) -> dict[str, float]:
