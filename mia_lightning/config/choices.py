@@ -28,23 +28,30 @@ def flat(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def task_overridden(cfg: DictConfig, overrides: list[str], experiment: str | None) -> str | None:
-    """One warning line when `experiment` changed keys of the task chosen with `task=...`, else None."""
+    """One warning line when `experiment` changed keys of the task chosen with `task=...`, else None.
+
+    The comparison is the same command without `experiment=...`: what differs in `task` then is
+    the experiment's doing (keys given on the command line, sweeper values such as
+    `+task/train=adam15` and the user's config dirs are in both)."""
     parsed = parse_overrides(overrides)
     chosen = [o for o in parsed if override_key(o) == "task" and not o.is_sweep_override()]
     if not chosen or not experiment:
         return None
     from hydra import compose
 
-    option = str(chosen[-1].value())
-    keep = [line for line in overrides if str(line).lstrip("+~").startswith("hydra.searchpath")]  # the user's config dirs
-    alone = compose(config_name="config", overrides=[f"task={option}", *keep])
-    explicit = {override_key(o) for o in parsed if override_key(o).startswith("task.")}
+    kept = [line for line in overrides
+            if not str(line).lstrip("+~").startswith("experiment=")
+            and (not str(line).lstrip("+~").startswith("hydra") or str(line).lstrip("+~").startswith("hydra.searchpath"))]
+    try:
+        alone = compose(config_name="config", overrides=kept)
+    except Exception:  # an override that only makes sense with the experiment: nothing to compare with
+        return None
     composed = flat(OmegaConf.to_container(cfg.task, resolve=False))
     expected = flat(OmegaConf.to_container(alone.task, resolve=False))
-    changed = sorted(key for key, value in composed.items()
-                     if f"task.{key}" not in explicit and expected.get(key, object()) != value)
+    changed = sorted(key for key, value in composed.items() if expected.get(key, object()) != value)
     if not changed:
         return None
+    option = str(chosen[-1].value())
     keys = ", ".join(f"task.{key}" for key in changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
     return (f"experiment={experiment} sets {keys} over the task you chose (task={option}); its values win. "
             "Set them on the command line to override them, or use an experiment that picks its task with "
