@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data demo test test-fast bench clean-outputs
+.PHONY: install data demo test test-fast test-slurm bench clean-outputs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test: install data
 
 test-fast: install
 	$(PY) -m pytest -m "not slow"
+
+# The cluster path on a real one-node SLURM (root; installs slurm-wlm, munge & co. from apt
+# when missing): starts the daemons, runs tests/slurm, always stops them. About 2-3 minutes.
+test-slurm: install
+	timeout --foreground -k 30 420 tests/slurm/one_node_cluster.sh \
+	  timeout -k 10 300 $(PY) -m pytest tests/slurm -rA
 
 bench: install
 	$(VENV)/bin/mia-bench

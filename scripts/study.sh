@@ -5,6 +5,7 @@
 #   scripts/study.sh study_shadow_count                      # on this machine, one job at a time
 #   LAUNCHER=submitit_local scripts/study.sh study_attacks   # parallel processes on this machine
 #   LAUNCHER=slurm PARTITION=gpu scripts/study.sh study_master task=simulate_cifar10   # also ACCOUNT, QOS, TIMEOUT_MIN
+#   LAUNCHER=slurm SLURM_PRESET=slurm_cpu scripts/study.sh study_master   # CPU nodes (scripts/slurm_launch.sh)
 #
 # Extra arguments are mia overrides for every step (e.g. a task). The study's table,
 # summary.csv and summary.png land in outputs/multirun/<study>/<date_time>/.
