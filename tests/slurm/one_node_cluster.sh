@@ -4,12 +4,14 @@
 #   tests/slurm/one_node_cluster.sh .venv/bin/python -m pytest tests/slurm
 #
 # Installs the Debian packages when missing (root and apt-get needed), writes a slurm.conf
-# under a temp dir, starts munged, slurmctld and slurmd there (their own socket, ports,
-# state and logs; nothing under /etc is changed), waits until the node is idle, runs the
-# command with SLURM_CONF and MIA_SLURM_CLUSTER=1 exported, and at the end - also on
-# failure, Ctrl-C or a `timeout` - cancels every job, waits until squeue is empty and
-# stops the three daemons by their PIDs. Exits with the command's status.
-# MIA_SLURM_KEEP=1 keeps the temp dir (logs) for a look afterwards.
+# under a temp dir (one node, accounting off, the default partition `debug` and a `high`
+# one whose jobs preempt debug's, PreemptMode=REQUEUE), starts munged, slurmctld and
+# slurmd there (their own socket, ports, state and logs; nothing under /etc is changed),
+# waits until the node is idle, runs the command with SLURM_CONF and MIA_SLURM_CLUSTER=1
+# exported, and at the end - also on failure, Ctrl-C or a `timeout` - cancels every job,
+# waits until squeue is empty and stops the three daemons by their PIDs. Exits with the
+# command's status. MIA_SLURM_KEEP=1 keeps the temp dir (logs) for a look afterwards;
+# MIA_SLURM_CONF_EXTRA holds more slurm.conf lines to try other settings.
 set -uo pipefail
 
 PACKAGES=(slurm-wlm slurmctld slurmd slurm-client munge)
@@ -71,7 +73,12 @@ ReturnToService=2
 KillWait=5
 InactiveLimit=0
 NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+# a job in 'high' preempts the default partition's jobs, which SLURM then requeues
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=high Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
+${MIA_SLURM_CONF_EXTRA:-}
 EOF
 }
 

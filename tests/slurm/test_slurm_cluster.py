@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,3 +213,49 @@ def test_the_attack_job_gives_the_submission_of_a_run_without_slurm_where_the_sc
     while squeue():
         assert time.monotonic() < deadline, squeue()
         time.sleep(0.5)
+
+
+def test_a_job_preempted_by_a_higher_partition_is_requeued_by_slurm_and_resumes(cluster_run, tmp_path):
+    """Real preemption (PreemptType=preempt/partition_prio, PreemptMode=REQUEUE): SLURM sends
+    SIGTERM, not USR2; mia exits 143 and SLURM itself requeues the job, which resumes."""
+    store = tmp_path / "store"
+    shutil.copytree(cluster_run["slurm_store"] / "tasks", store / "tasks")  # the task, no simulate job
+    launcher = subprocess.Popen(
+        [*MIA, "-m", "stage=shadows", *TASK, "shadow.count=2", "shadow.only=0", "hydra/launcher=slurm_cpu",
+         "trainer=cpu", *SIZE, f"store.root={store}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=REPO, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    printed, job_id = [], None
+    try:
+        deadline = time.monotonic() + 150
+        while launcher.poll() is None:
+            assert time.monotonic() < deadline, "the preempted shadow did not finish in time"
+            queue = {job: (state, reason) for job, state, reason in squeue()}
+            shadow = next(iter(store.glob("*/*/shadow_000")), None)
+            if job_id is None and shadow and (shadow / "checkpoints" / "last.ckpt").is_file() and not (
+                    shadow / "done").exists():
+                (job_id,) = [job for job, (state, _) in queue.items() if state == "RUNNING"]
+                memory_mb = int(subprocess.run(["sinfo", "-h", "-p", "high", "-o", "%m"], capture_output=True,
+                                               text=True, check=True).stdout.split()[0])
+                # all of the node's memory: it fits only once the shadow's job is off the node
+                printed.append(slurm("sbatch", "--partition=high", f"--mem={memory_mb}M", "--output=/dev/null",
+                                     "--wrap=sleep 1"))
+            if job_id and queue.get(job_id) == ("PENDING", "BeginTime"):
+                slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+            time.sleep(0.3)
+        _, stderr = launcher.communicate(timeout=30)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, stderr[-3000:]
+    assert job_id is not None, "the shadow ended before it could be preempted"
+    (shadow,) = store.glob("*/*/shadow_000")
+    assert [start["resume"] for start in fit_starts(shadow)] == [False, True]
+    ref = next(cluster_run["ref_store"].glob("*/*/shadow_000"))
+    ours, theirs = safe_torch_load(shadow / "weights.pt"), safe_torch_load(ref / "weights.pt")
+    assert all(torch.equal(ours[key], theirs[key]) for key in theirs), "the preempted shadow differs"
+    (log_dir,) = (tmp_path / "sweep" / ".submitit").glob(job_id)
+    log = (log_dir / f"{job_id}_0_log.err").read_text()
+    assert "DUE TO PREEMPTION" in log and "Bypassing signal SIGTERM" in log and "SIGUSR2" not in log
+    assert "mia: terminated (SIGTERM); rerun the same command to resume" in log
+    print("\n".join(["what the preemption printed:", *printed,
+                     *[line for line in dict.fromkeys(log.splitlines())
+                       if re.search(r"PREEMPTION|SIGTERM|mia:|exit code", line) and not line.startswith("[")]]))
