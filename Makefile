@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data demo test test-fast test-slurm bench clean-outputs
+.PHONY: install data demo test test-fast test-slurm check-gpu bench clean-outputs
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test-fast: install
 test-slurm: install
 	timeout --foreground -k 30 420 tests/slurm/one_node_cluster.sh \
 	  timeout -k 10 300 $(PY) -m pytest tests/slurm -rA
+
+# On a machine with a CUDA GPU: the GPU tests (tests/gpu), mia-bench on cuda with stacks
+# 1-16 and the 64-shadow attack stage, into one JSON (outputs/check_gpu.json). < 8 minutes.
+check-gpu: install
+	timeout --foreground -k 30 480 $(PY) scripts/check_gpu.py --json outputs/check_gpu.json
 
 bench: install
 	$(VENV)/bin/mia-bench
