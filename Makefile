@@ -41,7 +41,7 @@ test-fast: install
 # The cluster path on a real one-node SLURM (root; installs slurm-wlm, munge & co. from apt
 # when missing): starts the daemons, runs tests/slurm, always stops them. About 2-3 minutes.
 test-slurm: install
-	timeout --foreground -k 30 420 tests/slurm/one_node_cluster.sh \
+	timeout --foreground -k 120 420 tests/slurm/one_node_cluster.sh \
 	  timeout -k 10 300 $(PY) -m pytest tests/slurm -rA
 
 # On a machine with a CUDA GPU: the GPU tests (tests/gpu), mia-bench on cuda with stacks

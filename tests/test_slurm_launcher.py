@@ -15,7 +15,8 @@ from conftest import run_mia, TINY
 from mia_lightning.app import CONFIG_DIR
 from mia_lightning.cluster.launch import job_labels, log_line, trace_line
 from mia_lightning.cluster.queue import QueueEntry, parse_squeue
-from mia_lightning.cluster.resources import sbatch_refusal
+from mia_lightning.cluster.resources import check_watch_keys, pending_hint, sbatch_refusal
+from mia_lightning.errors import MiaError
 from mia_lightning.cluster.watch import Watched, wait_for_results
 
 
@@ -49,7 +50,7 @@ def test_a_launch_that_cannot_work_is_one_line_before_anything_runs(tmp_path, la
     assert not (tmp_path / "tasks").exists()  # nothing was simulated, locally or elsewhere
 
 
-def test_sbatch_refusals_found_on_real_clusters_name_the_keys_to_change():
+def test_refusals_and_stuck_jobs_found_on_real_clusters_name_the_keys_to_change():
     params = {"gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32, "timeout_min": 240, "partition": None}
     gres = sbatch_refusal("sbatch: error: Invalid generic resource (gres) specification", params)
     assert "gpus_per_node=1" in str(gres) and "hydra/launcher=slurm_cpu trainer=cpu" in str(gres)
@@ -58,6 +59,10 @@ def test_sbatch_refusals_found_on_real_clusters_name_the_keys_to_change():
     assert "cpus_per_task=8" in str(size) and "mem_gb=32" in str(size) and "\n" not in str(size)
     part = sbatch_refusal("sbatch: error: invalid partition specified: gpu", params)
     assert "hydra.launcher.partition=null" in str(part)
+    assert "cpus_per_task=8" in pending_hint("PartitionConfig", params)
+    assert "timeout_min=240" in pending_hint("PartitionTimeLimit", params)
+    with pytest.raises(MiaError, match="hydra.launcher.queue_check_s=0: must be at least 1"):
+        check_watch_keys(0, 60)
 
 
 def test_squeue_lines_logs_and_tracebacks_reduce_to_what_the_user_needs(tmp_path):

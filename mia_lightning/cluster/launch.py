@@ -24,7 +24,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides
 from omegaconf import OmegaConf
 
-from mia_lightning.cluster.resources import check_before_submit, sbatch_refusal, too_big
+from mia_lightning.cluster.resources import check_before_submit, check_watch_keys, pending_hint, sbatch_refusal
 from mia_lightning.cluster.watch import Watched, wait_for_results
 from mia_lightning.errors import MiaError
 
@@ -99,6 +99,7 @@ def launch_and_wait(launcher: Any, job_overrides: Sequence[Sequence[str]], initi
     assert config is not None and launcher.hydra_context is not None
     params = dict(launcher.params)
     check_s, vanished_s = (float(params.pop(key)) for key in WATCH_KEYS)
+    check_watch_keys(check_s, vanished_s)
     for warning in check_before_submit(config, params):
         print(f"mia: warning: {warning}", file=sys.stderr)
 
@@ -128,7 +129,7 @@ def launch_and_wait(launcher: Any, job_overrides: Sequence[Sequence[str]], initi
 
     def report_stuck(job: Watched, reason: str) -> None:
         print(f"mia: warning: SLURM job {job.job_id} ({label_of[job.job_id]}) cannot start (pending: {reason}): "
-              f"{too_big(params)}; `scancel {job.job_id}` ends the wait", file=sys.stderr, flush=True)
+              f"{pending_hint(reason, params)}; `scancel {job.job_id}` ends the wait", file=sys.stderr, flush=True)
 
     watched = [Watched(job.job_id, Path(job.paths.result_pickle)) for job in jobs]
     vanished = {job.job_id for job in wait_for_results(watched, check_s, vanished_s, report_vanished, report_stuck)}

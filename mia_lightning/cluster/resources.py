@@ -59,6 +59,27 @@ def too_big(params: dict[str, Any]) -> str:
             "lower them (`sinfo -o '%P %c %m %G %l'` shows what the nodes have)")
 
 
+def pending_hint(reason: str, params: dict[str, Any]) -> str:
+    """What to change for a job pending for a reason that does not clear by itself."""
+    if reason == "PartitionTimeLimit":
+        return f"hydra.launcher.timeout_min={shown(params.get('timeout_min'))} is above the partition's limit"
+    if reason == "InvalidAccount":
+        return f"hydra.launcher.account={shown(params.get('account'))} is not one of yours"
+    if reason == "InvalidQOS":
+        return f"hydra.launcher.qos={shown(params.get('qos'))} is not allowed here"
+    if reason == "BadConstraints":
+        return f"no node has hydra.launcher.constraint={shown(params.get('constraint'))}"
+    return too_big(params)  # PartitionConfig, PartitionNodeLimit
+
+
+def check_watch_keys(check_s: float, vanished_s: float) -> None:
+    """The watchdog's own keys (mia's, not submitit's)."""
+    if check_s < 1:
+        raise MiaError(f"hydra.launcher.queue_check_s={check_s:g}: must be at least 1 (seconds between squeue calls)")
+    if vanished_s < 0:
+        raise MiaError(f"hydra.launcher.vanished_after_s={vanished_s:g}: must be 0 or more (seconds)")
+
+
 def sbatch_refusal(message: str, params: dict[str, Any]) -> MiaError:
     """One line for an `sbatch` that refused the jobs, naming the launcher keys to change."""
     text = " ".join(line.strip() for line in message.splitlines() if line.strip()) or "no message"

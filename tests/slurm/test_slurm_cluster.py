@@ -39,6 +39,18 @@ ENV = {"OMP_NUM_THREADS": "1"}  # what slurm_cpu gives a 1-CPU job; the same wei
 MIA_BIN = str(Path(sys.executable).parent / "mia")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _sigterm_unwinds():
+    """A `timeout` ends pytest with SIGTERM: unwind (the fixtures' finally blocks stop the
+    script's own process group) instead of dying and leaving a launcher waiting for ever."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    yield
+    signal.signal(signal.SIGTERM, before)
+
+
 def squeue() -> list[tuple[str, str, str]]:
     """(job id, state, reason) of every job in the queue; array elements as `<id>_<index>`."""
     out = subprocess.run(["squeue", "--array", "--noheader", "--format=%i|%T|%r"], capture_output=True,
@@ -146,8 +158,9 @@ def cluster_run(tmp_path_factory) -> dict:
                     slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now")
             time.sleep(0.3)
     finally:
-        if script.poll() is None:
+        if script.poll() is None:  # interrupted or out of time: stop all it started, and the reference
             os.killpg(script.pid, signal.SIGTERM)
+            reference.kill()
         script.wait(timeout=60)
         log.close()
         _, ref_err = reference.communicate(timeout=300)
