@@ -39,7 +39,7 @@ test-fast: install
 	$(PY) -m pytest -m "not slow"
 
 # The cluster path on a real one-node SLURM (root; installs slurm-wlm, munge & co. from apt
-# when missing): starts the daemons, runs tests/slurm, always stops them. About 2-3 minutes.
+# when missing): starts the daemons, runs tests/slurm, always stops them. ~3 min (2-4 here).
 test-slurm: install
 	timeout --foreground -k 120 420 tests/slurm/one_node_cluster.sh \
 	  timeout -k 10 300 $(PY) -m pytest tests/slurm -rA
