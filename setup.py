@@ -10,7 +10,8 @@ runtime package, and install as `mia_benchmarks` for the `mia-bench` command.
 from setuptools import find_packages, setup
 
 setup(
-    packages=[*find_packages(include=["mia_lightning", "mia_lightning.*", "hydra_plugins", "hydra_plugins.*"]), "mia_lightning._conf", "mia_benchmarks"],
+    packages=[*find_packages(include=["mia_lightning", "mia_lightning.*"]),
+              "hydra_plugins.mia_slurm_launcher", "mia_lightning._conf", "mia_benchmarks"],
     package_dir={"mia_lightning._conf": "conf", "mia_benchmarks": "benchmarks"},
     package_data={"mia_lightning._conf": ["*.yaml", "**/*.yaml"]},
 )
