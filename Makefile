@@ -11,7 +11,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # (re)install whenever pyproject.toml changes; torch/torchvision resolve to the local wheels
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): pyproject.toml setup.py | $(PY)
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 
