@@ -3,8 +3,8 @@
     python scripts/study_recipe_mismatch.py outputs/multirun/study_recipe_mismatch/<date_time> [--out docs/]
 
 For each target recipe (the `+task/train` option) and each shadow mode (given / oracle /
-auto): the best uncalibrated attack (threshold, loss, lira_online, lira_offline, rmia,
-master) and the best calibrated one (lira_calibrated, stack), TPR@5%FPR / TPR@1%FPR / AUC
+auto): the best uncalibrated attack (every attack that does not learn from pub's labels)
+and the best calibrated one (lira_calibrated, stack), TPR@5%FPR / TPR@1%FPR / AUC
 on the hidden truth of priv; for auto, the recipe the search chose and its cost. These are
 the study's reported numbers: "best" is the highest TPR@5%FPR on priv's truth, reported
 once and never used to choose anything (each run's own submission is chosen on pub).
@@ -22,7 +22,10 @@ from typing import Any
 
 from mia_lightning.report.sweep import find_jobs
 
-UNCALIBRATED = ("threshold", "loss", "lira_online", "lira_offline", "rmia", "master")
+# "calibrated" = learns from pub's membership labels (the target itself); every other attack
+# uses the shadows (or nothing) alone, calibrated_loss's per-point difficulty calibration included
+UNCALIBRATED = ("threshold", "loss", "lira_online", "lira_offline", "rmia", "master", "calibrated_loss", "attack_r",
+                "base", "ensemble")
 CALIBRATED = ("lira_calibrated", "stack")
 MODES = ("given", "oracle", "auto")
 
