@@ -49,6 +49,26 @@ def fresh_store(tiny_task_dir: Path, root: Path) -> Path:
     return root
 
 
+def kill_at_first_checkpoint(args: list[str], store: Path) -> Path:
+    """Start `mia *args` on `store`, SIGKILL it once shadow 0 wrote its first checkpoint, and
+    return that shadow's folder (checked unfinished): the half of every resume test."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([*MIA, *args, f"store.root={store}"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list(store.glob("*/*/shadow_000/checkpoints/last.ckpt")):
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (shadow,) = store.glob("*/*/shadow_000")
+    assert not (shadow / "done").exists(), "the shadow finished before the kill: raise shadow.epochs"
+    return shadow
+
+
 def make_cfg(*overrides: str) -> DictConfig:
     """Compose the real config tree with overrides, as `mia` would."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

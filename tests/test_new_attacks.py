@@ -11,7 +11,7 @@ from sklearn.metrics import mean_pinball_loss
 
 from mia_lightning.attacks.base import AttackInputs
 from mia_lightning.attacks.bayes_base import base_attack
-from mia_lightning.attacks.calibrated_loss import (attack_r_scores, calibrated_loss_scores, lexicographic,
+from mia_lightning.attacks.calibrated_loss import (attack_r_scores, lexicographic,
                                                    loss_from_phi, quantile_level, reference_mask)
 from mia_lightning.attacks.ensemble import ensemble_scores, vote_thresholds
 from mia_lightning.attacks.qmia import target_signal

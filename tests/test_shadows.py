@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import fit_starts, fresh_store, make_cfg, MIA, REPO, run_mia, TINY
+from conftest import fit_starts, fresh_store, kill_at_first_checkpoint, make_cfg, MIA, REPO, run_mia, TINY
 from mia_lightning.data.augment import mirror_images
 from mia_lightning.errors import MiaError
 from mia_lightning.io.safe_load import safe_torch_load
@@ -106,18 +104,7 @@ def test_sigkill_mid_shadow_then_rerun_resumes_to_the_uninterrupted_weights(tiny
     for store in (reference, killed):
         fresh_store(tiny_task_dir, store)
     run_mia(*args, f"store.root={reference}")
-
-    proc = subprocess.Popen([*MIA, *args, f"store.root={killed}"], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not list(killed.glob("*/*/shadow_000/checkpoints/last.ckpt")):
-        assert proc.poll() is None, "the run ended before its first checkpoint"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    (shadow,) = killed.glob("*/*/shadow_000")
-    assert not (shadow / "done").exists()
+    shadow = kill_at_first_checkpoint(args, killed)
 
     run_mia(*args, f"store.root={killed}")
     starts = fit_starts(shadow)

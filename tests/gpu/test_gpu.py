@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import fit_starts, make_cfg, MIA, REPO, run_mia, TINY
+from conftest import fit_starts, kill_at_first_checkpoint, make_cfg, run_mia, TINY
 from mia_lightning.config.attack import DEFAULT_ATTACKS
 from mia_lightning.data.augment import augment_generator, random_crop_flip
 from mia_lightning.io.safe_load import safe_torch_load
@@ -153,17 +150,7 @@ def test_a_shadow_killed_on_cuda_resumes_from_its_checkpoint(tmp_path):
     args = [*GPU, "stage=shadows", "shadow.only=0", "shadow.epochs=40", "shadow.batch_size=8"]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     run_mia(*args, f"store.root={reference}", timeout=600)
-    proc = subprocess.Popen([*MIA, *args, f"store.root={killed}"], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not list(killed.glob("*/*/shadow_000/checkpoints/last.ckpt")):
-        assert proc.poll() is None, "the run ended before its first checkpoint"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    (shadow,) = killed.glob("*/*/shadow_000")
-    assert not (shadow / "done").exists(), "the shadow finished before the kill: raise shadow.epochs"
+    shadow = kill_at_first_checkpoint(args, killed)
     at_kill = safe_torch_load(shadow / "checkpoints" / "last.ckpt")
     assert 1 <= at_kill["epoch"] + 1 < 40
     run_mia(*args, f"store.root={killed}", timeout=600)
