@@ -7,11 +7,13 @@ conf/ sits next to the package). The benchmarks live in `benchmarks/`, outside t
 runtime package, and install as `mia_benchmarks` for the `mia-bench` command.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 setup(
+    # hydra_plugins is a namespace package shared with other Hydra plugins (no __init__.py):
+    # found as a namespace, so that Hydra's plugin scan sees mia's launcher in editable installs too
     packages=[*find_packages(include=["mia_lightning", "mia_lightning.*"]),
-              "hydra_plugins.mia_slurm_launcher", "mia_lightning._conf", "mia_benchmarks"],
+              *find_namespace_packages(include=["hydra_plugins", "hydra_plugins.*"]), "mia_lightning._conf", "mia_benchmarks"],
     package_dir={"mia_lightning._conf": "conf", "mia_benchmarks": "benchmarks"},
     package_data={"mia_lightning._conf": ["*.yaml", "**/*.yaml"]},
 )

@@ -130,3 +130,15 @@ def test_a_wheel_installed_elsewhere_composes_the_config(tmp_path):
     bench = subprocess.run([str(venv / "bin" / "mia-bench"), "--help"], cwd=elsewhere, env=env, capture_output=True,
                            text=True, timeout=300)
     assert bench.returncode == 0 and "mia-bench" in bench.stdout, bench.stderr[-2000:]
+    launcher = subprocess.run([str(venv / "bin" / "mia"), "hydra/launcher=slurm_cpu", "--cfg", "hydra"], cwd=elsewhere,
+                              env=env, capture_output=True, text=True, timeout=300)
+    assert launcher.returncode == 0 and "MiaSlurmLauncher" in launcher.stdout, launcher.stderr[-2000:]
+
+
+def test_the_slurm_launcher_plugin_is_found_outside_the_checkout(tmp_path):
+    """Hydra finds plugins by scanning the `hydra_plugins` namespace: the installed package
+    (editable here) must put mia's launcher there, not only the checkout's cwd."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-m", "mia_lightning.app", "hydra/launcher=slurm_cpu", "--cfg", "hydra"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "MiaSlurmLauncher" in proc.stdout, proc.stderr[-2000:]
