@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -125,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
                 raise MiaError("mia-store import needs --name NAME (then run mia with store.entry=NAME)")
             queries = args.queries.split(",") if args.queries else None
             where = import_lira(args.dir, args.name, queries, args.overrides, args.replace)
-            print(f"imported {args.dir} as {where}; attack it with: mia store.entry={args.name} stage=attacks")
+            same = "".join(f" {shlex.quote(o)}" for o in args.overrides)  # the entry belongs to this task and store
+            print(f"imported {args.dir} as {where}; attack it with: mia store.entry={args.name} stage=attacks{same}")
         else:
             where = export_lira(args.dir, args.overrides)
             print(f"exported to {where} (LiRA tools: --savedir {where / 'shadows'})")

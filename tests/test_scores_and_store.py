@@ -116,7 +116,8 @@ def test_lira_export_then_import_gives_bit_identical_scores(scored, tmp_path, ca
     lira = read_lira(exported / "shadows", 320, 10)
     assert (lira.keep.sum(0) == 1).all()
     store_cli.main(["import", "--format", "lira", str(exported), "--name", "rt", *TINY, f"store.root={scored}"])
-    assert "store.entry=rt" in capsys.readouterr().out
+    hint = capsys.readouterr().out.split("attack it with: ", 1)[1].split()  # the command to run next, as printed
+    assert hint[:4] == ["mia", "store.entry=rt", "stage=attacks", *TINY[:1]] and f"store.root={scored}" in hint
     run_pipeline(make_cfg(*TINY, *FAST, f"store.root={scored}", "stage=attacks", "store.entry=rt"),
                  tmp_path / "imported_run")
     before, after = read_scores(scored / "run" / "scores.pt"), read_scores(tmp_path / "imported_run" / "scores.pt")
