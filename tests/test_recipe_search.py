@@ -4,6 +4,7 @@ the target's recipe, records every candidate, and never opens the hidden truth."
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ from mia_lightning.config.search import SearchConfig
 from mia_lightning.errors import MiaError
 from mia_lightning.pipeline import run_pipeline
 from mia_lightning.recipes.match import criteria
-from mia_lightning.recipes.moves import moves
+from mia_lightning.recipes.moves import describe, moves
+from mia_lightning.recipes.search import Candidate, RecipeSearch
 
 
 def test_every_move_changes_exactly_one_knob():
@@ -33,6 +35,16 @@ def test_every_move_changes_exactly_one_knob():
         assert len(changed) == 1, (recipe, changed)
     only_epochs = moves(start, SearchConfig(knobs=["epochs"], epoch_factors=[0.5]))
     assert [r.epochs for _, r in only_epochs] == [15]
+
+
+def test_a_refinement_step_moves_only_the_numeric_knobs_by_smaller_factors():
+    start = TrainRecipe()  # sgd lr 0.05 wd 5e-4, 30 epochs
+    refined = moves(start, SearchConfig(), step=0.5)
+    assert {r.epochs for _, r in refined} == {start.epochs, 21, 42}  # 30 / sqrt(2), 30 * sqrt(2)
+    assert {round(r.optimizer.lr, 4) for _, r in refined} == {0.05, 0.0289, 0.0866}  # 3 ** +-0.5
+    assert {r.optimizer.weight_decay for _, r in refined} == {5e-4, 0.000158, 0.00158}  # 10 ** +-0.5
+    assert all(r.optimizer.name == "sgd" and r.augment == start.augment and r.label_smoothing == 0 for _, r in refined)
+    assert len(refined) == 6
 
 
 def test_explicit_candidates_change_the_given_recipe_and_are_checked():
@@ -103,7 +115,8 @@ def test_the_search_picks_the_targets_recipe_and_records_every_candidate(searche
     assert chosen["optimizer"]["name"] == "adam" and chosen["epochs"] == 12, record["chosen"]
     for candidate in record["candidates"]:
         assert set(candidate["scores"]) == {"pointwise", "distribution"} and candidate["pilots"]
-    best = min(record["candidates"], key=lambda c: c["scores"]["pointwise"])
+    assert record["match"] == "distribution"  # the default criterion
+    best = min(record["candidates"], key=lambda c: c["scores"][record["match"]])
     assert best["recipe"] == chosen
     # the chosen pilot is shadow 0 of an ordinary store entry, which also holds a copy of the record
     entry = Path(record["chosen"]["entry"])
@@ -144,3 +157,44 @@ def test_the_chosen_recipe_trains_the_shadows_and_the_report_says_so(searched, t
     recipe = json.loads((Path(metrics["store"]) / "recipe.json").read_text())
     assert recipe["optimizer"]["name"] == "adam" and metrics["recipe"]["mode"] == "auto"
     assert metrics["recipe"]["chosen"]["optimizer"]["name"] == "adam" and metrics["recipe"]["search"]
+
+
+class KnownObjective(RecipeSearch):
+    """The search's control flow on a known objective: a recipe's "match" is its distance to a
+    hidden recipe in the search's own units, plus a fixed pull toward heavy weight decay that
+    makes the first round's best move a dead end (as heavier weight decay and Adam stand in for
+    each other on real targets). No pilots are trained; only the choice of moves is tested."""
+
+    def __init__(self, settings: SearchConfig, hidden: TrainRecipe) -> None:
+        self.settings, self.hidden, self.evaluated = settings, hidden, {}
+
+    def evaluate(self, recipe, move, round_, step=1.0):
+        key = self._key(recipe)
+        if key not in self.evaluated:
+            h = self.hidden
+            distance = (abs(math.log(recipe.epochs / h.epochs, 2)) + (recipe.optimizer.name != h.optimizer.name)
+                        + abs(math.log10(recipe.optimizer.weight_decay / h.optimizer.weight_decay))
+                        + abs(math.log(recipe.optimizer.lr / h.optimizer.lr, 3)) * (recipe.optimizer.name == h.optimizer.name))
+            trap = recipe.optimizer.name == "sgd" and recipe.epochs == 30 and 4e-3 < recipe.optimizer.weight_decay < 6e-3
+            decoy = 2.5 if trap else 0.0  # a local minimum (0.5) one move from the start, better than adam's 1
+            self.evaluated[key] = Candidate(move, round_, step, recipe, "", {"distribution": distance - decoy}, [], 0.0)
+        return self.evaluated[key]
+
+
+ADAM15 = with_changes(TrainRecipe(), {"epochs": 15, "optimizer": {"name": "adam", "lr": 1e-3}}, "hidden")
+
+
+def test_the_beam_reaches_a_recipe_that_plain_descent_misses():
+    knobs = ["optimizer", "epochs", "weight_decay"]
+    descent = KnownObjective(SearchConfig(beam=1, knobs=knobs), ADAM15).run(TrainRecipe())
+    beam = KnownObjective(SearchConfig(beam=2, knobs=knobs), ADAM15).run(TrainRecipe())
+    assert descent.chosen.recipe.optimizer.name == "sgd"  # followed the decoy: heavy weight decay
+    assert beam.chosen.recipe == ADAM15, describe(beam.chosen.recipe)
+    assert len(beam.candidates) <= SearchConfig().max_candidates
+
+
+def test_a_round_without_progress_shrinks_the_step_and_lands_between_grid_points():
+    hidden = with_changes(TrainRecipe(), {"epochs": 10}, "hidden")  # 30 -> 15 -> 8 on the coarse grid
+    found = KnownObjective(SearchConfig(knobs=["epochs"], rounds=8), hidden).run(TrainRecipe())
+    assert found.chosen.recipe.epochs == 10, [(c.recipe.epochs, c.step) for c in found.candidates]
+    assert min(c.step for c in found.candidates) < 1

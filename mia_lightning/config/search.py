@@ -1,11 +1,13 @@
 """`shadow.recipe=auto`: how the shadow recipe is searched (`shadow.search.*`).
 
-The search is a coordinate descent over recipe knobs, started from the given recipe
-(`shadow.*`): each round trains `pilots` pilot shadows for every one-knob move away from
-the best recipe so far and keeps the move whose pilots behave most like the target on pub
-(`match`, search/match.py). Nothing here lists particular recipes: the moves are
-multiplicative steps and alternatives of each knob, so any target recipe near a reachable
-point is found. Every pilot is shadow 0 (and 1) of its recipe's ordinary store entry.
+The search is a beam search over recipe knobs with a shrinking step (a compass search),
+started from the given recipe (`shadow.*`): each round trains `pilots` pilot shadows for
+every one-knob move away from each of the `beam` best recipes so far and scores how much
+they behave like the target on pub (`match`, recipes/match.py); a round that finds nothing
+better shrinks the numeric steps (lr, epochs, weight decay factors to the power `step`).
+Nothing here lists particular recipes: the moves are multiplicative steps and alternatives
+of each knob, so any target recipe near a reachable point is found. Every pilot is shadow
+0 (and 1) of its recipe's ordinary store entry.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ AUGMENTS = ("none", "flip", "crop_flip")
 @dataclass
 class SearchConfig:
     pilots: int = 1  # pilot shadows per candidate: 1, or 2 (a complementary pair; needed by match=attack)
-    rounds: int = 3  # coordinate-descent rounds (a round that keeps the current best ends the search)
-    max_candidates: int = 16  # candidate recipes trained in all, the starting one included
-    # the criterion: pointwise | distribution | attack (search/match.py has their definitions)
-    match: str = "pointwise"
+    rounds: int = 4  # expansion rounds (also ended by the candidate budget or a step below min_step)
+    max_candidates: int = 24  # candidate recipes trained in all, the starting one included
+    beam: int = 2  # each round expands the moves of this many best recipes so far (1: plain descent)
+    shrink: float = 0.5  # a round with nothing better multiplies the step by this...
+    min_step: float = 0.25  # ...and the search ends when the step falls below this
+    # the criterion: distribution | pointwise | attack (recipes/match.py has their definitions)
+    match: str = "distribution"
     queries: list[str] = field(default_factory=lambda: ["identity", "mirror", "shift_2_2"])  # views compared
     knobs: list[str] = field(default_factory=lambda: list(KNOBS))
     optimizers: list[str] = field(default_factory=lambda: ["sgd", "adam"])  # each at its usual lr (below)
@@ -48,6 +53,11 @@ class SearchConfig:
         choice(self.pilots, (1, 2), f"{key}.pilots")
         at_least(self.rounds, 1, f"{key}.rounds")
         at_least(self.max_candidates, 1, f"{key}.max_candidates")
+        at_least(self.beam, 1, f"{key}.beam")
+        if not 0 < self.shrink < 1:
+            raise MiaError(f"{key}.shrink must lie in (0, 1), got {self.shrink}")
+        if not 0 < self.min_step <= 1:
+            raise MiaError(f"{key}.min_step must lie in (0, 1], got {self.min_step}")
         choice(self.match, MATCHES, f"{key}.match")
         if self.match == "attack" and self.pilots < 2:
             raise MiaError(f"{key}.match=attack needs {key}.pilots=2 (an IN and an OUT pilot for every point)")

@@ -2,7 +2,10 @@
 
 Each knob changes alone, by a factor (lr, epochs, weight decay) or to another value
 (optimizer family at its usual lr, augmentation, label smoothing), so that a round of
-the search asks one question per knob: "does the target look more like this?".
+the search asks one question per knob: "does the target look more like this?". At a
+step below 1 (the search's refinement) only the numeric knobs move, by each factor to
+the power `step` (e.g. epochs x2 becomes x1.41 at step 0.5), so the search can land
+between the points of the coarse grid.
 """
 
 from __future__ import annotations
@@ -38,33 +41,37 @@ def _optimizer_moves(recipe: TrainRecipe, search: SearchConfig) -> list[tuple[st
     return out
 
 
-def _factor_moves(recipe: TrainRecipe, search: SearchConfig, knob: str) -> list[tuple[str, TrainRecipe]]:
+def _factor_moves(recipe: TrainRecipe, search: SearchConfig, knob: str, step: float) -> list[tuple[str, TrainRecipe]]:
     out = []
     if knob == "lr":
-        for factor in search.lr_factors:
+        for factor in (f ** step for f in search.lr_factors):
             lr = float(f"{recipe.optimizer.lr * factor:.3g}")
             out.append((f"lr {recipe.optimizer.lr:g}->{lr:g}", replace(recipe, optimizer=replace(recipe.optimizer, lr=lr))))
     elif knob == "epochs":
-        for factor in search.epoch_factors:
+        for factor in (f ** step for f in search.epoch_factors):
             epochs = max(1, min(search.max_epochs, round(recipe.epochs * factor)))
             out.append((f"epochs {recipe.epochs}->{epochs}", replace(recipe, epochs=epochs)))
     elif knob == "weight_decay":
         base = recipe.optimizer.weight_decay or 5e-4  # from none, a move goes to the common 5e-4 first
-        for factor in search.weight_decay_factors if recipe.optimizer.weight_decay else [1.0]:
+        factors = [f ** step for f in search.weight_decay_factors] if recipe.optimizer.weight_decay else [1.0]
+        for factor in factors:
             wd = float(f"{base * factor:.3g}")
             out.append((f"weight decay {recipe.optimizer.weight_decay:g}->{wd:g}",
                         replace(recipe, optimizer=replace(recipe.optimizer, weight_decay=wd))))
     return out
 
 
-def moves(recipe: TrainRecipe, search: SearchConfig) -> list[tuple[str, TrainRecipe]]:
-    """(description, recipe) for every one-knob change of `recipe` the search config allows."""
+def moves(recipe: TrainRecipe, search: SearchConfig, step: float = 1.0) -> list[tuple[str, TrainRecipe]]:
+    """(description, recipe) for every one-knob change of `recipe` the search config allows;
+    below step 1 only the numeric knobs, by their factors to the power `step`."""
     out: list[tuple[str, TrainRecipe]] = []
     for knob in search.knobs:
-        if knob == "optimizer":
+        if knob in ("lr", "epochs", "weight_decay"):
+            out += _factor_moves(recipe, search, knob, step)
+        elif step < 1:
+            continue
+        elif knob == "optimizer":
             out += _optimizer_moves(recipe, search)
-        elif knob in ("lr", "epochs", "weight_decay"):
-            out += _factor_moves(recipe, search, knob)
         elif knob == "augment":
             for name in search.augments:
                 value = AUGMENT_VALUES[name]

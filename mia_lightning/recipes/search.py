@@ -1,9 +1,15 @@
-"""The recipe search (`shadow.recipe=auto`): coordinate descent over recipe knobs, judged on pub.
+"""The recipe search (`shadow.recipe=auto`): a beam search over recipe knobs, judged on pub.
 
 Start from the given recipe; each round trains the pilot shadows of every one-knob move
-away from the best recipe so far (recipes/moves.py), scores how much they behave like
-the target on pub (recipes/match.py), and moves to the best; a round in which nothing
-beats the current best, the round limit or the candidate budget ends it. A candidate's
+away from each of the `beam` best recipes so far (recipes/moves.py) and scores how much
+they behave like the target on pub (recipes/match.py). Why a beam and not plain descent:
+knobs stand in for each other (heavier weight decay and Adam both soften an SGD model's
+confidence), so the first round's best move can lead away from the target's recipe while
+the runner-up leads to it; expanding both costs one more round's moves, not a restart.
+A round in which nothing beats the best shrinks the numeric steps (`shrink`: lr, epochs
+and weight decay move by their factors to the power `step`), so the search can settle
+between grid points; the round limit, the candidate budget or a step below `min_step`
+ends it. A candidate's
 pilots are shadows 0 (and 1) of its recipe's ordinary store entry, so the chosen
 recipe's full shadow set keeps them, and a rerun or another job retrains nothing.
 priv's membership is never read: only pub's, through `pub_member`.
@@ -37,8 +43,9 @@ log = logging.getLogger("mia")
 class Candidate:
     """One recipe the search trained pilots for, and how they matched the target."""
 
-    move: str  # how it was reached: "given", or the knob move from the best before it
+    move: str  # how it was reached: "given", or the knob move from its parent
     round: int
+    step: float  # the step of the move (1: the coarse grid; below 1: a refinement)
     recipe: TrainRecipe
     entry: str  # its store entry (the chosen one's full shadow set lives there)
     scores: dict[str, float]
@@ -46,7 +53,7 @@ class Candidate:
     seconds: float  # pilot training (0 when the store already had them) + matching
 
     def as_json(self) -> dict[str, Any]:
-        return {"move": self.move, "round": self.round, "recipe": recipe_values(self.recipe),
+        return {"move": self.move, "round": self.round, "step": self.step, "recipe": recipe_values(self.recipe),
                 "describe": describe(self.recipe), "entry": self.entry, "scores": self.scores,
                 "pilots": self.pilots, "seconds": round(self.seconds, 2)}
 
@@ -55,7 +62,7 @@ class Candidate:
 class SearchResult:
     chosen: Candidate
     candidates: list[Candidate] = field(default_factory=list)
-    match: str = "pointwise"
+    match: str = "distribution"
     seconds: float = 0.0
 
     def as_json(self, settings: SearchConfig) -> dict[str, Any]:
@@ -76,8 +83,8 @@ class RecipeSearch:
         self.labels, self.pub_index, self.pub_member = labels, pub_index, pub_member
         self.evaluated: dict[str, Candidate] = {}
 
-    def evaluate(self, recipe: TrainRecipe, move: str, round_: int) -> Candidate:
-        key = config_hash(recipe_values(recipe))
+    def evaluate(self, recipe: TrainRecipe, move: str, round_: int, step: float = 1.0) -> Candidate:
+        key = self._key(recipe)
         if key in self.evaluated:
             return self.evaluated[key]
         start = time.monotonic()
@@ -87,7 +94,7 @@ class RecipeSearch:
         phi = [true_class_margin(shadow_logits(job, i, self.queries), self.labels) for i in pilots]
         scores = criteria(self.target_phi, torch.stack(phi), job.keep[: len(pilots)], self.pub_index, self.pub_member)
         summaries = [{**(job.store.summary(i) or {}), "trained_here": i in trained} for i in pilots]
-        candidate = Candidate(move, round_, recipe, str(job.store.dir), scores, summaries, time.monotonic() - start)
+        candidate = Candidate(move, round_, step, recipe, str(job.store.dir), scores, summaries, time.monotonic() - start)
         self.evaluated[key] = candidate
         return candidate
 
@@ -97,7 +104,8 @@ class RecipeSearch:
     def _report(self, candidate: Candidate, best: Candidate) -> None:
         pilot = candidate.pilots[0] if candidate.pilots else {}
         log.info("recipe search [%d/%d] round %d, %s: %s %.4f (best %.4f) | pilot train acc %.3f test acc %.3f | %.0f s",
-                 len(self.evaluated), self.settings.max_candidates, candidate.round, candidate.move,
+                 len(self.evaluated), self.settings.max_candidates, candidate.round, candidate.move
+                 + (f" (step {candidate.step:g})" if candidate.step < 1 else ""),
                  self.settings.match, self.score(candidate), self.score(best), pilot.get("train_acc", float("nan")),
                  pilot.get("test_acc", float("nan")), candidate.seconds)
 
@@ -113,20 +121,33 @@ class RecipeSearch:
                 if self.score(candidate) < self.score(best) - 1e-12:
                     best = candidate
             return self._finish(best, began)
+        step, expanded = 1.0, set()
         for round_ in range(1, self.settings.rounds + 1):
+            ranked = sorted(self.evaluated.values(), key=self.score)
+            parents = [c for c in ranked if (self._key(c.recipe), step) not in expanded][: self.settings.beam]
             improved = False
-            for move, recipe in moves(best.recipe, self.settings):
-                if len(self.evaluated) >= self.settings.max_candidates:
-                    break
-                if config_hash(recipe_values(recipe)) in self.evaluated:
-                    continue
-                candidate = self.evaluate(recipe, move, round_)
-                self._report(candidate, best)
-                if self.score(candidate) < self.score(best) - 1e-12:
-                    best, improved = candidate, True
-            if not improved or len(self.evaluated) >= self.settings.max_candidates:
+            for parent in parents:
+                expanded.add((self._key(parent.recipe), step))
+                for move, recipe in moves(parent.recipe, self.settings, step):
+                    if len(self.evaluated) >= self.settings.max_candidates:
+                        break
+                    if self._key(recipe) in self.evaluated:
+                        continue
+                    candidate = self.evaluate(recipe, move, round_, step)
+                    self._report(candidate, best)
+                    if self.score(candidate) < self.score(best) - 1e-12:
+                        best, improved = candidate, True
+            if len(self.evaluated) >= self.settings.max_candidates:
                 break
+            if not improved:
+                step *= self.settings.shrink
+                if step < self.settings.min_step - 1e-9:
+                    break
         return self._finish(best, began)
+
+    @staticmethod
+    def _key(recipe: TrainRecipe) -> str:
+        return config_hash(recipe_values(recipe))
 
     def _finish(self, best: Candidate, began: float) -> SearchResult:
         log.info("recipe search chose %s (%s %.4f) after %d candidates, %.0f s",
