@@ -49,9 +49,10 @@ def fresh_store(tiny_task_dir: Path, root: Path) -> Path:
     return root
 
 
-def kill_at_first_checkpoint(args: list[str], store: Path) -> Path:
+def kill_at_first_checkpoint(args: list[str], store: Path, meanwhile=None) -> Path:
     """Start `mia *args` on `store`, SIGKILL it once shadow 0 wrote its first checkpoint, and
-    return that shadow's folder (checked unfinished): the half of every resume test."""
+    return that shadow's folder (checked unfinished): the half of every resume test.
+    `meanwhile(shadow_0_dir)`, if given, runs just before the kill, while shadow 0 trains."""
     import signal
     import time
 
@@ -62,6 +63,8 @@ def kill_at_first_checkpoint(args: list[str], store: Path) -> Path:
         assert proc.poll() is None, "the run ended before its first checkpoint"
         assert time.monotonic() < deadline
         time.sleep(0.02)
+    if meanwhile is not None:
+        meanwhile(next(store.glob("*/*/shadow_000")))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     (shadow,) = store.glob("*/*/shadow_000")

@@ -12,6 +12,7 @@ import torch
 from conftest import fit_starts, fresh_store, kill_at_first_checkpoint, make_cfg, MIA, REPO, run_mia, TINY
 from mia_lightning.data.augment import mirror_images
 from mia_lightning.errors import MiaError
+from mia_lightning.io.locks import FileLock
 from mia_lightning.io.safe_load import safe_torch_load
 from mia_lightning.logits.infer import compute_logits
 from mia_lightning.logits.logits_file import read_logits
@@ -116,6 +117,22 @@ def test_sigkill_mid_shadow_then_rerun_resumes_to_the_uninterrupted_weights(tiny
     for name in ours:
         assert torch.equal(ours[name], theirs[name]), name
     assert torch.equal(safe_torch_load(shadow / "logits.pt")["logits"], safe_torch_load(ref_shadow / "logits.pt")["logits"])
+
+
+def test_a_trainer_holds_only_the_shadow_it_trains_so_a_second_run_can_take_the_next(tiny_task_dir, tmp_path):
+    """Two plain runs on one store entry share its shadows: while the first trains shadow 0,
+    shadows 1 and 2 are free for another process (it used to hold every lock up front)."""
+    fresh_store(tiny_task_dir, tmp_path)
+    free: list[bool] = []
+
+    def probe(shadow_0: Path) -> None:
+        for index in (1, 2):
+            lock = FileLock(shadow_0.parent / f"shadow_{index:03d}" / "lock")
+            free.append(lock.try_acquire())
+            lock.release()
+
+    kill_at_first_checkpoint([*TINY, "stage=shadows", "shadow.count=4", "shadow.epochs=5"], tmp_path, probe)
+    assert free == [True, True]
 
 
 def test_multirun_over_shadow_only_fills_one_dir_per_job(tiny_task_dir, tmp_path):

@@ -1,7 +1,9 @@
 """Train the shadows a run needs, each once, whatever other processes do at the same time.
 
-A shadow is trained only by the process holding its lock; the others first train the
-shadows nobody holds, then wait for the rest. A crashed trainer's lock dies with it, and
+A shadow is trained only by the process holding its lock, and a process holds only the
+locks of what it trains now (one shadow, or one stack of `shadow.stack`): so two plain
+runs on one store entry share its shadows, each taking the next free one, and wait only
+for the last ones the other is still training. A crashed trainer's lock dies with it, and
 whoever takes the lock next resumes from `last.ckpt`. `done` is written last, after the
 weights and logits, so a reader never sees a half-finished shadow as finished.
 """
@@ -52,35 +54,43 @@ def ensure_shadows(job: ShadowJob, indices: list[int]) -> dict[int, dict[str, An
     if pending:
         log.info("training %d of %d shadows (%d already in the store) in %s", len(pending), len(indices),
                  len(indices) - len(pending), job.store.dir)
-    waiting: list[int] = []
     while pending:
-        claimed: list[tuple[int, FileLock]] = []
-        for index in pending:
-            lock = FileLock(job.store.shadow_dir(index) / "lock")
-            if lock.try_acquire():
-                claimed.append((index, lock))
-            else:
-                waiting.append(index)
-        _train_claimed(job, claimed, trained)
-        pending, waiting = _wait_for_others(job, waiting), []
-    missing = [i for i in indices if not job.store.is_done(i)]
-    if missing:
-        raise MiaError(f"shadows {missing} are still not done in {job.store.dir}")
+        claimed = _claim_next(job, pending)
+        if claimed:
+            _train_claimed(job, claimed, trained)
+            unfinished = [index for index, _ in claimed if not job.store.is_done(index)]
+            if unfinished:
+                raise MiaError(f"shadows {unfinished} are still not done in {job.store.dir}")
+        else:  # every one left is another process's now
+            _wait_for_others(job, pending)
+        pending = [i for i in pending if not job.store.is_done(i)]
     return trained
 
 
-def _wait_for_others(job: ShadowJob, waiting: list[int]) -> list[int]:
-    """Block on shadows another process is training; return those it left unfinished."""
-    unfinished = []
-    for index in waiting:
-        log.info("waiting for %s, which another process is training", job.label(index))
+def _claim_next(job: ShadowJob, pending: list[int]) -> list[tuple[int, FileLock]]:
+    """The locks of the next free unfinished shadows, as many as one stack trains at once."""
+    claimed: list[tuple[int, FileLock]] = []
+    for index in pending:
+        if len(claimed) >= max(1, job.stack):
+            break
         lock = FileLock(job.store.shadow_dir(index) / "lock")
-        if not lock.acquire(timeout_s=job.wait_timeout_s):
-            raise MiaError(
-                f"waited {job.wait_timeout_s:.0f} s (shadow.wait_timeout_s) for shadow {index}, "
-                f"which another process is training in {job.store.shadow_dir(index)}"
-            )
-        lock.release()
-        if not job.store.is_done(index):
-            unfinished.append(index)  # its trainer died: take it over on the next pass
-    return unfinished
+        if lock.try_acquire():
+            if job.store.is_done(index):  # finished by another process since we looked
+                lock.release()
+            else:
+                claimed.append((index, lock))
+    return claimed
+
+
+def _wait_for_others(job: ShadowJob, waiting: list[int]) -> None:
+    """Block until the first shadow another process is training is released (if its trainer
+    died unfinished, the caller's next pass takes it over)."""
+    index = waiting[0]
+    log.info("waiting for %s, which another process is training", job.label(index))
+    lock = FileLock(job.store.shadow_dir(index) / "lock")
+    if not lock.acquire(timeout_s=job.wait_timeout_s):
+        raise MiaError(
+            f"waited {job.wait_timeout_s:.0f} s (shadow.wait_timeout_s) for shadow {index}, "
+            f"which another process is training in {job.store.shadow_dir(index)}"
+        )
+    lock.release()
