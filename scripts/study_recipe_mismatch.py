@@ -56,6 +56,8 @@ def rows(root: Path) -> list[dict[str, Any]]:
         row["search_candidates"] = recipe.get("candidates", 0)
         row["search_seconds"] = recipe.get("seconds", 0.0)
         row["submitted"] = job.metrics.get("submit")
+        submitted = job.metrics["attacks"].get(row["submitted"] or "", {})
+        row.update({f"submitted_{k}": submitted[k] for k in ("tpr@0.05", "tpr@0.01", "auc") if k in submitted})
         row["warnings"] = len(job.metrics.get("warnings", []))
         out.append(row)
     order = {name: i for i, name in enumerate(("sgd30", "adam15", "augment60", "wd5e-3", "smooth", "short10"))}
@@ -77,17 +79,25 @@ def ratios(auto: dict[str, Any] | None, oracle: dict[str, Any] | None) -> str:
             f"{auto['calibrated_tpr@0.01'] / max(oracle['uncalibrated_tpr@0.01'], 1e-9):.2f}x")
 
 
+def submitted(row: dict[str, Any] | None) -> str:
+    """What the run itself submitted (chosen on pub), and how it did on priv's truth."""
+    if not row or "submitted_tpr@0.05" not in row:
+        return "-"
+    return f"{row['submitted']}: {row['submitted_tpr@0.05']:.3f} / {row['submitted_tpr@0.01']:.3f} / {row['submitted_auc']:.3f}"
+
+
 def markdown(table: list[dict[str, Any]]) -> str:
     by = {(r["target"], r["mode"]): r for r in table}
     targets = list(dict.fromkeys(r["target"] for r in table))
     lines = ["| target recipe | default shadows | default + calibrated | oracle shadows | auto | auto + calibrated "
-             "| auto + calibrated / oracle (TPR@5%, TPR@1%) | the search chose |", "|---|---|---|---|---|---|---|---|"]
+             "| auto + calibrated / oracle (TPR@5%, TPR@1%) | the search chose | auto: submitted (chosen on pub) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for target in targets:
         given, oracle, auto = (by.get((target, mode)) for mode in MODES)
         chose = f"{auto['chosen']} ({auto['search_candidates']} candidates, {auto['search_seconds']:.0f} s)" if auto else "-"
         lines.append(f"| {target} | {cell(given, 'uncalibrated')} | {cell(given, 'calibrated')} | "
                      f"{cell(oracle, 'uncalibrated')} | {cell(auto, 'uncalibrated')} | {cell(auto, 'calibrated')} | "
-                     f"{ratios(auto, oracle)} | {chose} |")
+                     f"{ratios(auto, oracle)} | {chose} | {submitted(auto)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -40,5 +40,6 @@ def test_the_study_table_compares_auto_plus_calibrated_with_the_oracle(tmp_path)
     assert cells[4].endswith("(ensemble)") and cells[5].endswith("(lira_calibrated)")
     assert cells[6] == "0.95x, 0.95x"  # 0.285 / 0.30 and 0.19 / 0.20: the auto ensemble does not count
     assert cells[7] == "adam lr 0.001 (16 candidates, 3000 s)"
+    assert cells[8] == "ensemble: 0.350 / 0.250 / 0.760"  # what the auto run submitted (chosen on pub)
     assert (tmp_path / "out" / "study_recipe_mismatch.png").stat().st_size > 1000
     assert not list((tmp_path / "out").glob(".tmp-*"))
