@@ -122,9 +122,10 @@ def plot(table: list[dict[str, Any]], path: Path) -> None:
         axes.set_xticklabels(targets, fontsize=8)
         axes.set_ylabel(f"TPR at {metric[4:]} FPR (priv, hidden truth)")
         axes.grid(True, axis="y", alpha=0.3)
-    figure.axes[0].legend(fontsize=7)
+    handles, labels = figure.axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(series), fontsize=7, frameon=False)
     figure.suptitle("recipe mismatch: best attack per shadow set, by target recipe", fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.06, 1, 1))  # room below the panels for the legend, off the bars
     with atomic_path(path) as temp:
         figure.savefig(temp, format="png")
 
