@@ -30,17 +30,16 @@ def _report(job: ShadowJob, summary: dict[str, Any]) -> None:
 
 
 def _train_claimed(job: ShadowJob, claimed: list[tuple[int, FileLock]], trained: dict[int, dict[str, Any]]) -> None:
-    """Train shadows whose locks we hold (in stacks of `job.stack` when asked), then release."""
+    """Train the unfinished shadows whose locks we hold (one shadow, or one stack of
+    `job.stack`: what `_claim_next` takes), then release."""
+    indices = [index for index, _ in claimed]
     try:
-        for index, _ in claimed:  # a killed trainer's half-written temp files (we hold the lock now)
+        for index in indices:  # a killed trainer's half-written temp files (we hold the lock now)
             remove_stale_temps(job.store.shadow_dir(index))
-        todo = [index for index, _ in claimed if not job.store.is_done(index)]
-        groups = [todo[i: i + job.stack] for i in range(0, len(todo), job.stack)] if job.stack > 1 else [[i] for i in todo]
-        for group in groups:
-            summaries = train_shadow_stack(job, group) if len(group) > 1 else [train_shadow(job, group[0])]
-            for summary in summaries:
-                trained[summary["index"]] = summary
-                _report(job, summary)
+        summaries = train_shadow_stack(job, indices) if len(indices) > 1 else [train_shadow(job, indices[0])]
+        for summary in summaries:
+            trained[summary["index"]] = summary
+            _report(job, summary)
     finally:
         for _, lock in claimed:
             lock.release()
@@ -62,7 +61,7 @@ def ensure_shadows(job: ShadowJob, indices: list[int]) -> dict[int, dict[str, An
             if unfinished:
                 raise MiaError(f"shadows {unfinished} are still not done in {job.store.dir}")
         else:  # every one left is another process's now
-            _wait_for_others(job, pending)
+            _wait_for_other(job, pending[0])
         pending = [i for i in pending if not job.store.is_done(i)]
     return trained
 
@@ -82,10 +81,9 @@ def _claim_next(job: ShadowJob, pending: list[int]) -> list[tuple[int, FileLock]
     return claimed
 
 
-def _wait_for_others(job: ShadowJob, waiting: list[int]) -> None:
-    """Block until the first shadow another process is training is released (if its trainer
-    died unfinished, the caller's next pass takes it over)."""
-    index = waiting[0]
+def _wait_for_other(job: ShadowJob, index: int) -> None:
+    """Block until another process releases shadow `index` (if its trainer died unfinished,
+    the caller's next pass takes it over)."""
     log.info("waiting for %s, which another process is training", job.label(index))
     lock = FileLock(job.store.shadow_dir(index) / "lock")
     if not lock.acquire(timeout_s=job.wait_timeout_s):
