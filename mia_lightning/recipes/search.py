@@ -123,11 +123,11 @@ class RecipeSearch:
             return self._finish(best, began)
         step, expanded = 1.0, set()
         for round_ in range(1, self.settings.rounds + 1):
-            ranked = sorted(self.evaluated.values(), key=self.score)
-            parents = [c for c in ranked if (self._key(c.recipe), step) not in expanded][: self.settings.beam]
+            ranked = sorted(self.evaluated.items(), key=lambda item: self.score(item[1]))
+            parents = [(key, c) for key, c in ranked if (key, step) not in expanded][: self.settings.beam]
             improved = False
-            for parent in parents:
-                expanded.add((self._key(parent.recipe), step))
+            for key, parent in parents:
+                expanded.add((key, step))
                 for move, recipe in moves(parent.recipe, self.settings, step):
                     if len(self.evaluated) >= self.settings.max_candidates:
                         break
