@@ -1,4 +1,4 @@
-"""Attacks calibrated on the target's own pub membership (stack, lira_calibrated), the model
+"""Attacks calibrated on the target's own pub membership (stack, lira_calibrated, rmia_calibrated), the model
 report and its warnings, and the honest choice of the submitted attack."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from conftest import TINY, fresh_store, make_cfg
 from mia_lightning.attacks.base import AttackInputs
 from mia_lightning.attacks.lira_calibrated import calibrated_lira, robust_line
 from mia_lightning.attacks.registry import run_attacks
-from mia_lightning.config.attack import AttackConfig, StackConfig
+from mia_lightning.attacks.rmia import log_prob_from_phi, log_reference_prob, rmia_from_log_ratio
+from mia_lightning.attacks.rmia_calibrated import calibrated_rmia
+from mia_lightning.config.attack import DEFAULT_ATTACKS, AttackConfig, StackConfig
 from mia_lightning.config.master import MasterConfig
 from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.metrics.roc import auc
@@ -50,10 +52,11 @@ def shadow_world(points: int = 600, shadows: int = 8, classes: int = 5, seed: in
 
 def test_calibrated_attacks_are_scored_on_held_out_folds_and_find_a_real_leak():
     inputs, member = shadow_world(leak=2.0)
-    attack = AttackConfig(names=["lira_online", "lira_calibrated", "stack"], stack=StackConfig(max_iter=50))
+    attack = AttackConfig(names=["lira_online", "lira_calibrated", "rmia_calibrated", "stack"],
+                          stack=StackConfig(max_iter=50))
     results = run_attacks(inputs, attack, MasterConfig(), TRAINER, seed=0)
     pub = torch.arange(300)
-    for name in ("lira_calibrated", "stack"):
+    for name in ("lira_calibrated", "rmia_calibrated", "stack"):
         assert results[name].held_out and results[name].notes["folds"] == 5, name
         assert auc(results[name].scores[pub], member[pub]) > 0.7, name
     assert not results["lira_online"].held_out
@@ -67,10 +70,10 @@ def test_held_out_scores_are_honest_when_pub_membership_is_noise():
     known = inputs.known_membership.clone()
     known[:300] = noise[:300].to(torch.int8)
     inputs = AttackInputs(inputs.target_logits, inputs.shadow_logits, inputs.keep, inputs.labels, known)
-    attack = AttackConfig(names=["stack", "lira_calibrated"], stack=StackConfig(max_iter=300, max_leaf_nodes=63,
-                                                                                l2=0.0))
+    attack = AttackConfig(names=["stack", "lira_calibrated", "rmia_calibrated"],
+                          stack=StackConfig(max_iter=300, max_leaf_nodes=63, l2=0.0))
     results = run_attacks(inputs, attack, MasterConfig(), TRAINER, seed=0)
-    for name in ("stack", "lira_calibrated"):
+    for name in ("stack", "lira_calibrated", "rmia_calibrated"):
         assert abs(auc(results[name].scores[:300], noise[:300]) - 0.5) < 0.1, name
 
 
@@ -96,6 +99,45 @@ def test_calibration_absorbs_shadows_on_another_scale():
     a_in, b_in = notes["lines_all_pub"]["query0"][:2]
     assert abs(b_in - 0.5) < 0.05 and abs(a_in) < 0.3
     assert auc(scores[500:], member[500:]) > 0.95
+
+
+def test_calibrated_rmia_maps_shadows_of_another_recipe_back_and_beats_plain_rmia():
+    """Shadows that saturate (phi twice the target's on both sides, from a longer run): plain
+    RMIA's Pr(x) is dominated by the hardness the shadows exaggerate; mapped back through the
+    lines fitted on pub, Pr(x) matches the target and the ratio separates its members."""
+    points, shadows = 1200, 8
+    member = torch.rand(points, generator=gen(5)) < 0.5
+    hardness = torch.rand(points, generator=gen(6), dtype=torch.float64) * 4
+    keep = torch.rand(shadows, points, generator=gen(7)).argsort(0) < shadows // 2
+
+    def phi(inside: torch.Tensor, scale: float, seed: int) -> torch.Tensor:
+        noise = 0.5 * torch.randn(points, generator=gen(seed), dtype=torch.float64)
+        return (scale * (torch.where(inside, 1.5, 1.0) - hardness) + noise)[:, None]
+
+    target = phi(member, 1.0, 8)
+    shadow = torch.stack([phi(keep[k], 2.5, 20 + k) for k in range(shadows)])
+    in_mask, out_mask = keep.unsqueeze(-1).double(), (~keep).unsqueeze(-1).double()
+    mu_in = (shadow * in_mask).sum(0) / in_mask.sum(0)
+    mu_out = (shadow * out_mask).sum(0) / out_mask.sum(0)
+    known = torch.full((points,), -1, dtype=torch.int8)
+    known[:600] = member[:600].to(torch.int8)
+    scores, notes = calibrated_rmia(target, shadow, keep, mu_in, mu_out, known, folds=5, seed=0, population_seed=1,
+                                    gamma=1.0, num_z=2500)
+    a_in, b_in, a_out, b_out = notes["lines_all_pub"][0]
+    assert abs(b_in - 0.4) < 0.05 and abs(b_out - 0.4) < 0.05  # 1 / 2.5
+    population = torch.nonzero(known == 0).flatten()
+    plain = rmia_from_log_ratio(log_prob_from_phi(target) - log_reference_prob(
+        log_prob_from_phi(shadow), keep, online=True, a=0.0)[0], population, gamma=1.0, tie_break=True)
+    priv = torch.arange(600, points)
+    calibrated_auc, plain_auc = auc(scores[priv], member[priv]), auc(plain[priv], member[priv])
+    assert calibrated_auc > plain_auc + 0.05, (calibrated_auc, plain_auc)
+
+
+@pytest.mark.parametrize("overrides", [["attack=calibrated"], ["experiment=tml25"], ["experiment=study_recipe_mismatch"]])
+def test_presets_for_unknown_recipes_run_the_defaults_plus_rmia_calibrated(overrides):
+    names = list(make_cfg(*overrides).attack.names)
+    assert "rmia_calibrated" in names and "rmia_calibrated" not in DEFAULT_ATTACKS
+    assert [name for name in names if name != "rmia_calibrated"] == DEFAULT_ATTACKS
 
 
 def test_best_is_chosen_on_pub_and_never_below_chance():
@@ -126,7 +168,7 @@ def test_model_report_compares_sides_and_warns_on_chance_shadows():
 def test_warnings_fire_on_chance_shadows_and_stay_quiet_on_matching_ones(tiny_task_dir, tmp_path):
     fresh_store(tiny_task_dir, tmp_path)
     quick = [*TINY, f"store.root={tmp_path}", "logger=none", "report.plots=false",
-             "attack.names=[loss,lira_online,rmia,stack,lira_calibrated]"]
+             "attack.names=[loss,lira_online,rmia,stack,lira_calibrated,rmia_calibrated]"]
     run_pipeline(make_cfg(*quick, "shadow.epochs=1", "shadow.optimizer.lr=1e-5"), tmp_path / "chance")
     chance = json.loads((tmp_path / "chance" / "metrics.json").read_text())
     assert any(w.startswith("shadows are near chance") for w in chance["warnings"]), chance["warnings"]
@@ -135,5 +177,5 @@ def test_warnings_fire_on_chance_shadows_and_stay_quiet_on_matching_ones(tiny_ta
     model_lines = [w for w in oracle["warnings"] if w.startswith("shadows")]
     assert model_lines == [], oracle["models"]
     assert oracle["recipe"]["mode"] == "oracle" and oracle["recipe"]["chosen"]["epochs"] == 12
-    assert {"stack", "lira_calibrated"} <= set(oracle["held_out"])
+    assert {"stack", "lira_calibrated", "rmia_calibrated"} <= set(oracle["held_out"])
     assert oracle["attacks_pub"][oracle["submit"]]["auc"] >= 0.5

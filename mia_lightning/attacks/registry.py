@@ -24,6 +24,7 @@ from mia_lightning.attacks.lira_calibrated import run_lira_calibrated
 from mia_lightning.attacks.master import run_master
 from mia_lightning.attacks.qmia import run_qmia
 from mia_lightning.attacks.rmia import run_rmia
+from mia_lightning.attacks.rmia_calibrated import run_rmia_calibrated
 from mia_lightning.attacks.stack import run_stack
 from mia_lightning.attacks.threshold import run_loss, run_threshold
 from mia_lightning.config.attack import AttackConfig
@@ -43,6 +44,7 @@ ATTACKS: dict[str, Runner] = {
     "master": run_master,  # the seed's meta-classifier ("master" is the seed's word)
     # calibrated on the target itself: trained on pub's membership, scored there through held-out folds
     "lira_calibrated": run_lira_calibrated,
+    "rmia_calibrated": run_rmia_calibrated,
     "stack": run_stack,
     # issue 13: difficulty calibration, Attack R, BASE, quantile regression, and a combiner
     "calibrated_loss": run_calibrated_loss,

@@ -96,6 +96,11 @@ class CalibratedLiraConfig:
 
 
 @dataclass
+class CalibratedRmiaConfig(CalibratedLiraConfig):
+    """`rmia_calibrated`: RMIA whose shadows are mapped onto the target's scale on pub (gamma, num_z: `attack.rmia`)."""
+
+
+@dataclass
 class AttackConfig:
     names: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACKS))
     # auto | identity | mirror | shift_DX_DY | mirror_shift_DX_DY  (DX, DY signed pixel offsets);
@@ -106,6 +111,7 @@ class AttackConfig:
     rmia: RmiaConfig = field(default_factory=RmiaConfig)
     stack: StackConfig = field(default_factory=StackConfig)
     lira_calibrated: CalibratedLiraConfig = field(default_factory=CalibratedLiraConfig)
+    rmia_calibrated: CalibratedRmiaConfig = field(default_factory=CalibratedRmiaConfig)
     # issue 13 (config/newer_attacks.py)
     calibrated_loss: CalibratedLossConfig = field(default_factory=CalibratedLossConfig)
     attack_r: AttackRConfig = field(default_factory=AttackRConfig)
@@ -115,7 +121,7 @@ class AttackConfig:
 
     def validate(self, key: str = "attack") -> None:
         non_empty(self.names, f"{key}.names")
-        for name in ("threshold", "lira", "rmia", "stack", "lira_calibrated", "calibrated_loss", "attack_r",
+        for name in ("threshold", "lira", "rmia", "stack", "lira_calibrated", "rmia_calibrated", "calibrated_loss", "attack_r",
                      "base", "qmia"):
             getattr(self, name).validate(f"{key}.{name}")
         self.ensemble.validate(f"{key}.ensemble", list(self.names))
