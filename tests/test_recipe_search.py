@@ -91,9 +91,9 @@ def test_criteria_prefer_pilots_that_behave_like_the_target():
 # A small digits task whose target trained with Adam; the given shadow recipe is SGD, and the
 # three candidates differ clearly (SGD as given, Adam as the target, SGD for 2 epochs).
 SEARCH_TASK = [
-    "task=simulate_digits", "task.pool_size=480", "task.train.epochs=12", "task.train.batch_size=32",
+    "task=simulate_digits", "task.pool_size=320", "task.train.epochs=8", "task.train.batch_size=32",
     "task.train.optimizer.name=adam", "task.train.optimizer.lr=0.001",
-    "shadow.epochs=12", "shadow.batch_size=32", "shadow.count=2", "shadow.recipe=auto",
+    "shadow.epochs=8", "shadow.batch_size=32", "shadow.count=2", "shadow.recipe=auto",
     "shadow.search.candidates=[{optimizer:{name:adam,lr:0.001}},{epochs:2}]",
     "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
 ]
@@ -112,7 +112,7 @@ def test_the_search_picks_the_targets_recipe_and_records_every_candidate(searche
     record = json.loads(record_path.read_text())
     assert [c["move"].split(":")[0] for c in record["candidates"]] == ["given", "candidate 0", "candidate 1"]
     chosen = record["chosen"]["recipe"]
-    assert chosen["optimizer"]["name"] == "adam" and chosen["epochs"] == 12, record["chosen"]
+    assert chosen["optimizer"]["name"] == "adam" and chosen["epochs"] == 8, record["chosen"]
     for candidate in record["candidates"]:
         assert set(candidate["scores"]) == {"pointwise", "distribution"} and candidate["pilots"]
     assert record["match"] == "distribution"  # the default criterion
