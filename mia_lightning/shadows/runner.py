@@ -72,7 +72,7 @@ def _claim_next(job: ShadowJob, pending: list[int]) -> list[tuple[int, FileLock]
     for index in pending:
         if len(claimed) >= max(1, job.stack):
             break
-        lock = FileLock(job.store.shadow_dir(index) / "lock")
+        lock = FileLock(job.store.lock_path(index))
         if lock.try_acquire():
             if job.store.is_done(index):  # finished by another process since we looked
                 lock.release()
@@ -85,7 +85,7 @@ def _wait_for_other(job: ShadowJob, index: int) -> None:
     """Block until another process releases shadow `index` (if its trainer died unfinished,
     the caller's next pass takes it over)."""
     log.info("waiting for %s, which another process is training", job.label(index))
-    lock = FileLock(job.store.shadow_dir(index) / "lock")
+    lock = FileLock(job.store.lock_path(index))
     if not lock.acquire(timeout_s=job.wait_timeout_s):
         raise MiaError(
             f"waited {job.wait_timeout_s:.0f} s (shadow.wait_timeout_s) for shadow {index}, "

@@ -52,6 +52,10 @@ class ShadowStore:
     def shadow_dir(self, index: int) -> Path:
         return self.dir / f"shadow_{index:03d}"
 
+    def lock_path(self, index: int) -> Path:
+        """The file whose lock says a process is training shadow `index` (shadows/runner.py)."""
+        return self.shadow_dir(index) / "lock"
+
     def is_done(self, index: int) -> bool:
         return (self.shadow_dir(index) / DONE).is_file()
 
