@@ -85,6 +85,22 @@ def test_robust_line_recovers_a_line_despite_exploding_values():
     assert abs(intercept - 1.5) < 0.05 and abs(slope - 0.5) < 0.05 and 0.05 < std < 0.2
 
 
+def test_robust_line_falls_back_to_theil_sen_where_the_huber_solver_fails(monkeypatch):
+    """scikit-learn raises when L-BFGS ends ABNORMAL (seen on +-1e4 logits with a newer scipy):
+    the line must still come out, and still robust."""
+    from sklearn.linear_model import HuberRegressor
+
+    def fail(*_args, **_kwargs):
+        raise ValueError("HuberRegressor convergence failed: l-BFGS-b solver terminated with ABNORMAL")
+
+    monkeypatch.setattr(HuberRegressor, "fit", fail)
+    x = torch.linspace(-3, 3, 400, dtype=torch.float64)
+    y = 1.5 + 0.5 * x + 0.1 * torch.randn(400, generator=gen(1), dtype=torch.float64)
+    y[:8] = 400.0
+    intercept, slope, std = robust_line(x, y, 1e-3)
+    assert abs(intercept - 1.5) < 0.05 and abs(slope - 0.5) < 0.05 and 0.05 < std < 0.2
+
+
 def test_calibration_absorbs_shadows_on_another_scale():
     """Shadows twice as confident as the target on both sides: plain centres are off, the fitted
     lines map them back, and the calibrated score separates members."""

@@ -7,8 +7,9 @@ side, a robust straight line maps the shadows' centre onto the target's phi,
     members of pub:      phi_T(x) ~ a_in  + b_in  * mu_in(x)   + N(0, s_in^2)
     non-members of pub:  phi_T(x) ~ a_out + b_out * mu_out(x)  + N(0, s_out^2)
 
-(scikit-learn's HuberRegressor, so a few exploding logits do not pull the line; s is
-1.4826 x the median absolute residual), and the score is the log-likelihood ratio of the
+(scikit-learn's HuberRegressor, so a few exploding logits do not pull the line; where its
+L-BFGS fit fails, as on logits of +-1e4, scipy's Theil-Sen line, robust too and with no
+solver to fail; s is 1.4826 x the median absolute residual), and the score is the log-likelihood ratio of the
 target's phi under the two fitted Gaussians, summed over queries. Shadows trained with a
 recipe unlike the target's are off in level and scale (members more or less confident
 than IN shadows, a wider OUT spread): the lines absorb that, the per-point difficulty
@@ -22,6 +23,7 @@ import warnings
 from typing import Any
 
 import torch
+from scipy.stats import theilslopes
 from sklearn.linear_model import HuberRegressor
 from torch import Tensor
 
@@ -39,11 +41,17 @@ def robust_line(x: Tensor, y: Tensor, min_std: float) -> tuple[float, float, flo
         return float(y.mean()) if y.numel() else 0.0, 0.0, 1.0
     centre, scale = float(x.median()), float((x - x.median()).abs().median() * 1.4826) or 1.0
     z = ((x - centre) / scale).numpy().reshape(-1, 1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # lbfgs' iteration notes on nearly flat data
-        model = HuberRegressor(epsilon=1.35, alpha=0.0, max_iter=500).fit(z, y.numpy())
-    slope = float(model.coef_[0]) / scale
-    intercept = float(model.intercept_) - slope * centre
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # lbfgs' iteration notes on nearly flat data
+            model = HuberRegressor(epsilon=1.35, alpha=0.0, max_iter=500).fit(z, y.numpy())
+        z_slope, z_intercept = float(model.coef_[0]), float(model.intercept_)
+    except ValueError:  # scikit-learn raises where L-BFGS ends ABNORMAL (seen on +-1e4 logits)
+        stride = -(-len(z) // 2000)  # Theil-Sen holds n^2 pairs: every stride-th point, at most 2000
+        z_slope = float(theilslopes(y.numpy()[::stride], z[::stride, 0]).slope)
+        z_intercept = float((y - z_slope * torch.from_numpy(z[:, 0])).median())  # robust, unlike scipy's
+    slope = z_slope / scale
+    intercept = z_intercept - slope * centre
     residual = y - (intercept + slope * x)
     std = float((residual - residual.median()).abs().median() * 1.4826)
     return intercept, slope, max(std, min_std)
