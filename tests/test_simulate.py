@@ -86,3 +86,43 @@ def test_cifar10_folder_is_read_without_a_full_unpickle(tmp_path):
     with pytest.raises(MiaError, match="not allowed in a data file"):
         load_source("cifar10", str(tmp_path), download=False)
     assert not (tmp_path / "pwned").exists()
+
+
+_HOLD_THEN_FINISH = """
+import sys, time
+from pathlib import Path
+from mia_lightning.io.locks import FileLock
+task_dir = Path(sys.argv[1])
+lock = FileLock(task_dir / "lock")
+assert lock.acquire(10)
+print("locked", flush=True)
+time.sleep(3)
+(task_dir / "done").write_text(sys.argv[2])
+lock.release()
+"""
+
+
+def test_a_run_that_waited_for_another_process_to_simulate_does_not_claim_it_trained(tiny_task_dir, tmp_path,
+                                                                                       capsys):
+    """Two jobs on one new task: the one that waited on the lock says it reused the task."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import TINY, make_cfg
+    from mia_lightning.pipeline import run_pipeline
+
+    store = tmp_path / "store"
+    task_copy = store / "tasks" / tiny_task_dir.name
+    shutil.copytree(tiny_task_dir, task_copy)
+    done = (task_copy / "done").read_text()
+    (task_copy / "done").unlink()  # as if another process were still training the target
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_THEN_FINISH, str(task_copy), done],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        run_pipeline(make_cfg(*TINY, "stage=simulate", f"store.root={store}"), tmp_path / "run")
+    finally:
+        assert holder.wait(30) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("mia: done") and "trained its target" not in line, line

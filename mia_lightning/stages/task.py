@@ -13,7 +13,7 @@ import logging
 from mia_lightning.run import Run
 from mia_lightning.task.data import Task
 from mia_lightning.task.load import load_task
-from mia_lightning.task.simulate import FILES, simulate_task, simulated_task_dir
+from mia_lightning.task.simulate import FILES, simulate_task
 
 log = logging.getLogger("mia")
 
@@ -24,8 +24,8 @@ def obtain_task(run: Run) -> Task:
     task_cfg = config.task
     if task_cfg.kind == "simulate":
         stem = "imagenet" if config.model.stem == "auto" else config.model.stem
-        run.outcome["target_trained"] = not (simulated_task_dir(task_cfg, stem, run.store_root) / "done").is_file()
-        task_dir = simulate_task(task_cfg, stem, run.trainer, run.store_root, config.model.channels_last)
+        task_dir, run.outcome["target_trained"] = simulate_task(task_cfg, stem, run.trainer, run.store_root,
+                                                                config.model.channels_last)
         task_cfg = dataclasses.replace(task_cfg, **{key: str(task_dir / name) for key, name in FILES.items()})
     task = load_task(task_cfg, config.model.stem)
     task.meta["dir"] = str(task.files["pub"].parent)

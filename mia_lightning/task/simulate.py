@@ -65,20 +65,22 @@ def _stratified_pub(members: torch.Tensor, fraction: float, generator: torch.Gen
 
 
 def simulate_task(task_cfg: TaskConfig, stem: str, settings: TrainerSettings, store_root: Path,
-                  channels_last: bool = True) -> Path:
-    """Create (once) and return the directory of a simulated task.
+                  channels_last: bool = True) -> tuple[Path, bool]:
+    """Create (once) the directory of a simulated task; return it and whether this call
+    trained the target (False where it was stored, or another process made it meanwhile).
 
     The target's recipe is `task.train` alone: trainer flags that change what a model
     learns (`+trainer.gradient_clip_val`, ...) are meant for the shadows and are not applied.
     """
     task_dir = simulated_task_dir(task_cfg, stem, store_root)
     if (task_dir / "done").is_file():
-        return task_dir
+        return task_dir, False
     task_dir.mkdir(parents=True, exist_ok=True)
     with locked(task_dir / "lock"):
-        if not (task_dir / "done").is_file():
-            _simulate_into(task_dir, task_cfg, stem, settings.execution_only(), channels_last)
-    return task_dir
+        if (task_dir / "done").is_file():  # another process simulated it while we waited
+            return task_dir, False
+        _simulate_into(task_dir, task_cfg, stem, settings.execution_only(), channels_last)
+    return task_dir, True
 
 
 def _simulate_into(task_dir: Path, task_cfg: TaskConfig, stem: str, settings: TrainerSettings,
