@@ -9,11 +9,11 @@ side, a robust straight line maps the shadows' centre onto the target's phi,
 
 (scikit-learn's HuberRegressor, so a few exploding logits do not pull the line; where its
 L-BFGS fit fails, as on logits of +-1e4, scipy's Theil-Sen line, robust too and with no
-solver to fail; s is 1.4826 x the median absolute residual), and the score is the log-likelihood ratio of the
-target's phi under the two fitted Gaussians, summed over queries. Shadows trained with a
-recipe unlike the target's are off in level and scale (members more or less confident
-than IN shadows, a wider OUT spread): the lines absorb that, the per-point difficulty
-stays. pub points are scored through held-out folds (attacks/crossfit.py).
+solver to fail; s is 1.4826 x the median absolute residual), and the score is the
+log-likelihood ratio of the target's phi under the two fitted Gaussians, summed over
+queries. Shadows trained with a recipe unlike the target's are off in level and scale
+(members more or less confident than IN shadows, a wider OUT spread): the lines absorb
+that, the per-point difficulty stays. pub points are scored through held-out folds (attacks/crossfit.py).
 """
 
 from __future__ import annotations
