@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from conftest import FMNIST_PRESENT
+from conftest import FMNIST_PRESENT, TINY, make_cfg
+from mia_lightning.pipeline import run_pipeline
 from mia_lightning.task.load import read_split, read_truth
 from mia_lightning.task.sources import load_source
 from mia_lightning.task.weights import load_target_weights
@@ -105,13 +109,6 @@ lock.release()
 def test_a_run_that_waited_for_another_process_to_simulate_does_not_claim_it_trained(tiny_task_dir, tmp_path,
                                                                                        capsys):
     """Two jobs on one new task: the one that waited on the lock says it reused the task."""
-    import shutil
-    import subprocess
-    import sys
-
-    from conftest import TINY, make_cfg
-    from mia_lightning.pipeline import run_pipeline
-
     store = tmp_path / "store"
     task_copy = store / "tasks" / tiny_task_dir.name
     shutil.copytree(tiny_task_dir, task_copy)

@@ -13,7 +13,8 @@ solver to fail; s is 1.4826 x the median absolute residual), and the score is th
 log-likelihood ratio of the target's phi under the two fitted Gaussians, summed over
 queries. Shadows trained with a recipe unlike the target's are off in level and scale
 (members more or less confident than IN shadows, a wider OUT spread): the lines absorb
-that, the per-point difficulty stays. pub points are scored through held-out folds (attacks/crossfit.py).
+that, the per-point difficulty stays. pub points are scored through held-out folds
+(attacks/crossfit.py).
 """
 
 from __future__ import annotations
