@@ -31,20 +31,39 @@ class RecipeChoice:
     search: str | None = None  # the recipe search's JSON record (mode auto)
     candidates: int = 0
     seconds: float = 0.0
+    also: tuple[TrainRecipe, ...] = ()  # shadow.search.mix > 1: the runners-up that share the shadow set
 
     def as_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "chosen": recipe_values(self.recipe), "describe": describe(self.recipe),
-                "search": self.search, "candidates": self.candidates, "seconds": round(self.seconds, 2)}
+        out = {"mode": self.mode, "chosen": recipe_values(self.recipe), "describe": describe(self.recipe),
+               "search": self.search, "candidates": self.candidates, "seconds": round(self.seconds, 2)}
+        if self.also:
+            out["mixed_with"] = [{"recipe": recipe_values(r), "describe": describe(r)} for r in self.also]
+        return out
 
 
 @dataclass
 class ShadowSet:
-    """The shadows of one store entry that this run uses (the first `count`), and how to
-    train and query them."""
+    """The shadows this run uses (the first `count`), and how to train and query them.
+
+    Usually one store entry's. With `shadow.search.mix` > 1 the set is shared by several
+    recipes' entries (`job` the chosen one's, `also` the runners-up'): complementary pair p
+    (shadows 2p, 2p+1) comes from recipe p mod parts, so every recipe holds whole pairs and
+    every point is IN for half of each recipe's shadows. The keep mask depends on the seed
+    only, so all entries share it, and shadow i is the same model whichever run trains it.
+    """
 
     job: ShadowJob
     count: int  # shadow.count: the attacks use shadows 0 .. count-1
     choice: RecipeChoice | None = None
+    also: tuple[ShadowJob, ...] = ()
+
+    def job_of(self, index: int) -> ShadowJob:
+        """The store entry (and recipe) that holds shadow `index`."""
+        jobs = (self.job, *self.also)
+        return jobs[(index // 2) % len(jobs)]
+
+    def store_of(self, index: int) -> ShadowStore:
+        return self.job_of(index).store
 
     @property
     def store(self) -> ShadowStore:
@@ -61,7 +80,7 @@ class ShadowSet:
 
     def summaries(self) -> list[dict[str, Any]]:
         """Each used shadow's `summary.json` (train/test accuracy, seconds), where it has one."""
-        return [summary for index in range(self.count) if (summary := self.store.summary(index)) is not None]
+        return [summary for index in range(self.count) if (summary := self.store_of(index).summary(index)) is not None]
 
 
 @dataclass

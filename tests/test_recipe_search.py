@@ -159,6 +159,24 @@ def test_the_chosen_recipe_trains_the_shadows_and_the_report_says_so(searched, t
     assert metrics["recipe"]["chosen"]["optimizer"]["name"] == "adam" and metrics["recipe"]["search"]
 
 
+@pytest.mark.slow
+def test_mix_alternates_pairs_between_the_best_recipes_and_reuses_the_search(searched, tmp_path):
+    records = sorted(searched.glob("*/recipe_search_*.json"))
+    run_pipeline(make_cfg(*SEARCH_TASK, f"store.root={searched}", "shadow.count=4", "shadow.search.mix=2",
+                          "attack.names=[loss,lira_online]", "logger=none", "report.plots=false"), tmp_path / "run")
+    assert sorted(searched.glob("*/recipe_search_*.json")) == records  # mix is applied after the search
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    record = json.loads(records[0].read_text())
+    ranked = sorted(record["candidates"], key=lambda c: c["scores"][record["match"]])
+    assert [m["recipe"] for m in metrics["recipe"]["mixed_with"]] == [ranked[1]["recipe"]]
+    chosen, runner_up = Path(ranked[0]["entry"]), Path(ranked[1]["entry"])
+    # pair 0 (shadows 0, 1) from the chosen recipe, pair 1 (shadows 2, 3) from the runner-up
+    assert all((chosen / f"shadow_{i:03d}" / "done").is_file() for i in (0, 1))
+    assert all((runner_up / f"shadow_{i:03d}" / "done").is_file() for i in (2, 3))
+    assert not (chosen / "shadow_002").exists() and not (runner_up / "shadow_001").exists()
+    assert metrics["shadows"] == 4 and metrics["stores"] == [str(chosen), str(runner_up)]
+
+
 class KnownObjective(RecipeSearch):
     """The search's control flow on a known objective: a recipe's "match" is its distance to a
     hidden recipe in the search's own units, plus a fixed pull toward heavy weight decay that

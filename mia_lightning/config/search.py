@@ -48,12 +48,17 @@ class SearchConfig:
     # an explicit list instead of the descent: each entry changes the given recipe, e.g.
     # [{epochs: 15, optimizer: {name: adam, lr: 1e-3}}, {augment: {crop_padding: 4, flip: true}}]
     candidates: List[Dict[str, Any]] = field(default_factory=list)
+    # after the search: the shadow set's complementary pairs alternate between the `mix` best
+    # recipes (1: the best only). A hedge for when the criterion cannot tell the best few
+    # apart; not part of the search's key, so changing it reuses the search and its pilots
+    mix: int = 1
 
     def validate(self, key: str = "shadow.search") -> None:
         choice(self.pilots, (1, 2), f"{key}.pilots")
         at_least(self.rounds, 1, f"{key}.rounds")
         at_least(self.max_candidates, 1, f"{key}.max_candidates")
         at_least(self.beam, 1, f"{key}.beam")
+        at_least(self.mix, 1, f"{key}.mix")
         if not 0 < self.shrink < 1:
             raise MiaError(f"{key}.shrink must lie in (0, 1), got {self.shrink}")
         if not 0 < self.min_step <= 1:

@@ -30,7 +30,7 @@ from mia_lightning.recipes.search import RecipeSearch
 from mia_lightning.run import Run
 from mia_lightning.shadows.fingerprint import config_hash, tensor_digest
 from mia_lightning.shadows.job import target_logits
-from mia_lightning.stages.shadows import shadow_set
+from mia_lightning.stages.shadows import shadow_job
 from mia_lightning.task.data import Task
 
 log = logging.getLogger("mia")
@@ -47,15 +47,31 @@ def shadow_recipe(run: Run, task: Task) -> RecipeChoice:
     if mode == "auto" or run.stage == "calibrate":
         found = search(run, task)
         record = found["record"]
-        return RecipeChoice("auto", found["recipe"], found["path"], len(record["candidates"]), record["seconds"])
+        also = runners_up(record, run.config.shadow.search.mix - 1)
+        if also:
+            log.info("shadow.search.mix=%d: the shadow set's pairs alternate between %s", len(also) + 1,
+                     " | ".join(describe(r) for r in (found["recipe"], *also)))
+        return RecipeChoice("auto", found["recipe"], found["path"], len(record["candidates"]), record["seconds"],
+                            also=also)
     return RecipeChoice("given", plain_recipe(run.config.shadow))
+
+
+def runners_up(record: dict[str, Any], count: int) -> tuple[TrainRecipe, ...]:
+    """The `count` best candidates of a search record after the chosen one (by its criterion)."""
+    if count <= 0:
+        return ()
+    match, chosen = record["match"], record["chosen"]["recipe"]
+    ranked = sorted((c for c in record["candidates"] if c["recipe"] != chosen and match in c["scores"]),
+                    key=lambda c: c["scores"][match])
+    return tuple(recipe_from_values(c["recipe"]) for c in ranked[:count])
 
 
 def search_path(run: Run, task: Task, start: TrainRecipe) -> tuple[Path, dict[str, Any]]:
     """Where this search's record lives, and the key it is stored under."""
-    base = shadow_set(run, task, start)
+    base = shadow_job(run, task, start)
     weights = tensor_digest(*[task.target_state[k] for k in sorted(task.target_state)])[:12]
-    key = {"target": weights, "start": recipe_values(start), "settings": asdict(run.config.shadow.search),
+    settings = {k: v for k, v in asdict(run.config.shadow.search).items() if k != "mix"}  # mix: after the search
+    key = {"target": weights, "start": recipe_values(start), "settings": settings,
            "entry": {k: v for k, v in base.store.recipe.items() if k not in recipe_values(start)}}
     return base.store.task_dir / f"recipe_search_{config_hash(key)}.json", key
 
@@ -77,10 +93,10 @@ def search(run: Run, task: Task) -> dict[str, Any]:
         raise MiaError(f"shadow.recipe=auto: no recipe search for this task and target in {path.parent} yet "
                        "(run `mia stage=calibrate` or `mia stage=all` first)")
     settings = run.config.shadow.search
-    base = shadow_set(run, task, start)
-    logits = target_logits(base.job, task.target_state, parse_queries(list(settings.queries)))
+    base = shadow_job(run, task, start)
+    logits = target_logits(base, task.target_state, parse_queries(list(settings.queries)))
     pub = torch.arange(len(task.pub))
-    engine = RecipeSearch(settings, lambda recipe: shadow_set(run, task, recipe, rows=settings.pilots).job,
+    engine = RecipeSearch(settings, lambda recipe: shadow_job(run, task, recipe, rows=settings.pilots),
                           logits, task.pool_labels, pub, task.pub.membership.bool())
     with run.timed("calibrate"):
         result = engine.run(start)

@@ -27,10 +27,12 @@ def check_logits_fit(run: Run, task: Task, shadows: ShadowSet) -> None:
 
 
 def used_shadow_logits(shadows: ShadowSet) -> Tensor:
-    """float32 [K, N, A, C] for the first `count` shadows, which must all be done."""
+    """float32 [K, N, A, C] for the first `count` shadows (each from the entry holding it), which
+    must all be done."""
     job = shadows.job
     out = []
     for index in range(shadows.count):
+        job = shadows.job_of(index)
         if not job.store.is_done(index):
             raise MiaError(
                 f"shadow {index} of shadow.count={shadows.count} is not trained yet in {job.store.dir} "
