@@ -52,7 +52,8 @@ def rows(root: Path) -> list[dict[str, Any]]:
                 row.update({f"{kind}_attack": name, **{f"{kind}_{k}": values[k] for k in ("tpr@0.05", "tpr@0.01",
                                                                                             "auc")}})
         recipe = job.metrics.get("recipe") or {}
-        row["chosen"] = recipe.get("describe", "")
+        row["chosen"] = " + ".join([recipe.get("describe", ""),  # shadow.search.mix > 1: the runners-up too
+                                    *(m["describe"] for m in recipe.get("mixed_with", []))])
         row["search_candidates"] = recipe.get("candidates", 0)
         row["search_seconds"] = recipe.get("seconds", 0.0)
         row["submitted"] = job.metrics.get("submit")
