@@ -175,6 +175,10 @@ def test_mix_alternates_pairs_between_the_best_recipes_and_reuses_the_search(sea
     assert all((runner_up / f"shadow_{i:03d}" / "done").is_file() for i in (2, 3))
     assert not (chosen / "shadow_002").exists() and not (runner_up / "shadow_001").exists()
     assert metrics["shadows"] == 4 and metrics["stores"] == [str(chosen), str(runner_up)]
+    # a farmed-out shadow (stage=shadows shadow.only=..., as a SLURM array task runs it) lands in its recipe's entry
+    run_pipeline(make_cfg(*SEARCH_TASK, f"store.root={searched}", "shadow.count=8", "shadow.search.mix=2",
+                          "stage=shadows", "shadow.only=[6]"), tmp_path / "farmed")
+    assert (runner_up / "shadow_006" / "done").is_file() and not (chosen / "shadow_006").exists()
 
 
 class KnownObjective(RecipeSearch):
