@@ -57,10 +57,14 @@ class ShadowSet:
     choice: RecipeChoice | None = None
     also: tuple[ShadowJob, ...] = ()
 
+    @property
+    def jobs(self) -> tuple[ShadowJob, ...]:
+        """Every store entry the set draws on, the chosen recipe's first."""
+        return (self.job, *self.also)
+
     def job_of(self, index: int) -> ShadowJob:
         """The store entry (and recipe) that holds shadow `index`."""
-        jobs = (self.job, *self.also)
-        return jobs[(index // 2) % len(jobs)]
+        return self.jobs[(index // 2) % len(self.jobs)]
 
     def store_of(self, index: int) -> ShadowStore:
         return self.job_of(index).store

@@ -67,7 +67,7 @@ def _write_report(run: Run, task: Task, shadows: ShadowSet, logits: LogitSet,
         "recipe": shadows.choice.as_json() if shadows.choice else None,
         "queries": list(logits.queries),
         "store": str(shadows.store.dir),
-        "stores": [str(job.store.dir) for job in (shadows.job, *shadows.also)],
+        "stores": [str(job.store.dir) for job in shadows.jobs],
         "task_dir": task.meta.get("dir"),
     }
     if eval_name == "truth":

@@ -97,7 +97,7 @@ def shadow_job(run: Run, task: Task, recipe: TrainRecipe, rows: int = 0,
 
 def check_training_fits(run: Run, task: Task, shadows: ShadowSet) -> None:
     """Refuse, before any training, a training set that cannot fit in memory."""
-    batch = max(job.recipe.batch_size for job in (shadows.job, *shadows.also))
+    batch = max(job.recipe.batch_size for job in shadows.jobs)
     check_fits(training_bytes(task.pool_size, run.config.task.image_size, batch, task.stem, shadows.job.stack),
                "shadow training (the in-memory pool, one batch per model, weights and optimizer state)",
                "shadow.batch_size or shadow.stack", run.trainer.max_memory_gb, shadows.job.inference.device)
@@ -110,11 +110,10 @@ def train_shadows(run: Run, task: Task, shadows: ShadowSet) -> dict[int, dict[st
         check_training_fits(run, task, shadows)
     trained: dict[int, dict[str, Any]] = {}
     with run.timed("shadows"):
-        for job in (shadows.job, *shadows.also):
+        for job in shadows.jobs:
             mine = [i for i in indices if shadows.job_of(i) is job]
             if mine:
                 trained.update(ensure_shadows(job, mine))
     if run.stage == "shadows":
-        log.info("shadows %s done in %s", indices,
-                 ", ".join(str(job.store.dir) for job in (shadows.job, *shadows.also)))
+        log.info("shadows %s done in %s", indices, ", ".join(str(job.store.dir) for job in shadows.jobs))
     return trained
