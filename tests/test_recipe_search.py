@@ -163,7 +163,7 @@ def test_the_chosen_recipe_trains_the_shadows_and_the_report_says_so(searched, t
 def test_mix_alternates_pairs_between_the_best_recipes_and_reuses_the_search(searched, tmp_path):
     records = sorted(searched.glob("*/recipe_search_*.json"))
     run_pipeline(make_cfg(*SEARCH_TASK, f"store.root={searched}", "shadow.count=4", "shadow.search.mix=2",
-                          "attack.names=[loss,lira_online]", "logger=none", "report.plots=false"), tmp_path / "run")
+                          "shadow.search.mix_within=1000", "attack.names=[loss,lira_online]", "logger=none", "report.plots=false"), tmp_path / "run")
     assert sorted(searched.glob("*/recipe_search_*.json")) == records  # mix is applied after the search
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     record = json.loads(records[0].read_text())
@@ -177,8 +177,28 @@ def test_mix_alternates_pairs_between_the_best_recipes_and_reuses_the_search(sea
     assert metrics["shadows"] == 4 and metrics["stores"] == [str(chosen), str(runner_up)]
     # a farmed-out shadow (stage=shadows shadow.only=..., as a SLURM array task runs it) lands in its recipe's entry
     run_pipeline(make_cfg(*SEARCH_TASK, f"store.root={searched}", "shadow.count=8", "shadow.search.mix=2",
-                          "stage=shadows", "shadow.only=[6]"), tmp_path / "farmed")
+                          "shadow.search.mix_within=1000", "stage=shadows", "shadow.only=[6]"), tmp_path / "farmed")
     assert (runner_up / "shadow_006" / "done").is_file() and not (chosen / "shadow_006").exists()
+
+
+def test_mix_takes_only_runners_up_that_score_close_to_the_chosen_recipe(caplog):
+    from mia_lightning.stages.calibrate import runners_up
+
+    def candidate(epochs: int, score: float) -> dict:
+        recipe = {"epochs": epochs, "batch_size": 128, "optimizer": {"name": "sgd"}, "augment": {}}
+        return {"recipe": recipe, "describe": f"{epochs} epochs", "scores": {"distribution": score}}
+
+    chosen = candidate(30, 0.05)
+    record = {"match": "distribution", "chosen": chosen,
+              "candidates": [candidate(60, 0.9), chosen, candidate(15, 0.08), candidate(8, 0.3)]}
+    assert [r.epochs for r in runners_up(record, 1)] == [15]
+    with caplog.at_level("INFO", logger="mia"):
+        assert [r.epochs for r in runners_up(record, 3, within=2.0)] == [15]  # 0.3 and 0.9 are > 2 x 0.05
+    assert "8 epochs stays out" in caplog.text and "mix_within=2" in caplog.text
+    assert [r.epochs for r in runners_up(record, 3, within=20.0)] == [15, 8, 60]
+    assert runners_up(record, 0) == ()
+    with pytest.raises(MiaError, match="shadow.search.mix_within"):
+        SearchConfig(mix_within=0.5).validate()
 
 
 class KnownObjective(RecipeSearch):

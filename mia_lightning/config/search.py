@@ -54,6 +54,11 @@ class SearchConfig:
     # on pub, where 2 beat 1 on two of three study targets and lost 0.009 TPR@5%FPR on the
     # third). Not part of the search's key: changing it reuses the search and its pilots
     mix: int = 2
+    # a runner-up joins the mix only if its score (shadow.search.match, lower is better) is at
+    # most this many times the chosen recipe's: a hedge between recipes about as close, never a
+    # recipe the criterion rejects. 2: the study's runners-up scored 1.1-1.5x the best (and
+    # mixing them helped on pub), smooth's 17x (README "Mixing the best recipes")
+    mix_within: float = 2.0
 
     def validate(self, key: str = "shadow.search") -> None:
         choice(self.pilots, (1, 2), f"{key}.pilots")
@@ -61,6 +66,7 @@ class SearchConfig:
         at_least(self.max_candidates, 1, f"{key}.max_candidates")
         at_least(self.beam, 1, f"{key}.beam")
         at_least(self.mix, 1, f"{key}.mix")
+        at_least(self.mix_within, 1, f"{key}.mix_within")
         if not 0 < self.shrink < 1:
             raise MiaError(f"{key}.shrink must lie in (0, 1), got {self.shrink}")
         if not 0 < self.min_step <= 1:

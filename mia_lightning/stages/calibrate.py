@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from mia_lightning.task.data import Task
 
 log = logging.getLogger("mia")
 
+AFTER_SEARCH = ("mix", "mix_within")  # shadow.search.* keys applied to the record, not part of its key
+
 
 def shadow_recipe(run: Run, task: Task) -> RecipeChoice:
     """The recipe the shadows of this run are trained with."""
@@ -47,7 +50,8 @@ def shadow_recipe(run: Run, task: Task) -> RecipeChoice:
     if mode == "auto" or run.stage == "calibrate":
         found = search(run, task)
         record = found["record"]
-        also = runners_up(record, run.config.shadow.search.mix - 1)
+        settings = run.config.shadow.search
+        also = runners_up(record, settings.mix - 1, settings.mix_within)
         if also:
             log.info("shadow.search.mix=%d: the shadow set's pairs alternate between %s", len(also) + 1,
                      " | ".join(describe(r) for r in (found["recipe"], *also)))
@@ -56,21 +60,29 @@ def shadow_recipe(run: Run, task: Task) -> RecipeChoice:
     return RecipeChoice("given", plain_recipe(run.config.shadow))
 
 
-def runners_up(record: dict[str, Any], count: int) -> tuple[TrainRecipe, ...]:
-    """The `count` best candidates of a search record after the chosen one (by its criterion)."""
+def runners_up(record: dict[str, Any], count: int, within: float = math.inf) -> tuple[TrainRecipe, ...]:
+    """Up to `count` best candidates of a search record after the chosen one (by its criterion),
+    leaving out (with a log line) any that scored more than `within` times the chosen one."""
     if count <= 0:
         return ()
-    match, chosen = record["match"], record["chosen"]["recipe"]
-    ranked = sorted((c for c in record["candidates"] if c["recipe"] != chosen and match in c["scores"]),
-                    key=lambda c: c["scores"][match])
-    return tuple(recipe_from_values(c["recipe"]) for c in ranked[:count])
+    match, chosen = record["match"], record["chosen"]
+    ranked = sorted((c for c in record["candidates"] if c["recipe"] != chosen["recipe"] and match in c["scores"]),
+                    key=lambda c: c["scores"][match])[:count]
+    best = chosen["scores"][match]
+    close = [c for c in ranked if c["scores"][match] <= within * best]
+    for far in ranked[len(close):]:
+        log.info("shadow.search.mix: %s stays out of the shadow set: its %s score %.3g is more than "
+                 "shadow.search.mix_within=%g times the chosen recipe's %.3g", far["describe"], match,
+                 far["scores"][match], within, best)
+    return tuple(recipe_from_values(c["recipe"]) for c in close)
 
 
 def search_path(run: Run, task: Task, start: TrainRecipe) -> tuple[Path, dict[str, Any]]:
     """Where this search's record lives, and the key it is stored under."""
     base = shadow_job(run, task, start)
     weights = tensor_digest(*[task.target_state[k] for k in sorted(task.target_state)])[:12]
-    settings = {k: v for k, v in asdict(run.config.shadow.search).items() if k != "mix"}  # mix: after the search
+    # not in the key: mix and mix_within act after the search, so changing them reuses it
+    settings = {k: v for k, v in asdict(run.config.shadow.search).items() if k not in AFTER_SEARCH}
     key = {"target": weights, "start": recipe_values(start), "settings": settings,
            "entry": {k: v for k, v in base.store.recipe.items() if k not in recipe_values(start)}}
     return base.store.task_dir / f"recipe_search_{config_hash(key)}.json", key
