@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import hydra
@@ -18,6 +17,7 @@ from omegaconf import DictConfig
 
 from mia_lightning.config.register import register
 from mia_lightning.errors import MiaError
+from mia_lightning.utils.quiet import quiet_libraries
 
 register()
 
@@ -32,24 +32,11 @@ def _config_dir() -> str:
 CONFIG_DIR = _config_dir()
 
 
-def _quiet_libraries() -> None:
-    """Keep Lightning's and torch's advice out of the user's terminal; real errors still show."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
-    warnings.filterwarnings("ignore", message=".*Precision.*is not supported by the model summary.*")
-    warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
-    warnings.filterwarnings("ignore", category=UserWarning, module="lightning")
-    # Lightning 2.6 builds torch's deprecated LeafSpec at every fit (torch >= 2.10 warns each time)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     from mia_lightning.pipeline import run_pipeline
 
-    _quiet_libraries()
+    quiet_libraries()
     _warn_about_choices(cfg)
     try:
         return run_pipeline(cfg, Path(HydraConfig.get().runtime.output_dir))

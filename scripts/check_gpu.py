@@ -2,7 +2,8 @@
 """`make check-gpu`: everything a CUDA GPU has to show, in one run, into one JSON file.
 
 1. the GPU tests (tests/gpu: a shadow's fit and resume on cuda, stacked G=2 on cuda against
-   plain ResNet18s, device augmentation, a tiny end-to-end run with trainer=gpu);
+   plain ResNet18s, device augmentation, a tiny end-to-end run with trainer=gpu, a recipe
+   search with two pilot workers);
 2. `mia-bench --device cuda --stack 1 2 4 8 16`: training images/s of the hand loop, the
    Lightning path, the plain path and each stack size, inference images/s, and the attack
    stage for 64 shadows x 40,000 points x 2 queries x 44 classes (the attacks run on the CPU).

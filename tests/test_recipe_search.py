@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -207,8 +208,9 @@ class KnownObjective(RecipeSearch):
     makes the first round's best move a dead end (as heavier weight decay and Adam stand in for
     each other on real targets). No pilots are trained; only the choice of moves is tested."""
 
-    def __init__(self, settings: SearchConfig, hidden: TrainRecipe) -> None:
+    def __init__(self, settings: SearchConfig, hidden: TrainRecipe, pool=None) -> None:
         self.settings, self.hidden, self.evaluated = settings, hidden, {}
+        self.pool, self.pretrained = pool, {}
 
     def evaluate(self, recipe, move, round_, step=1.0):
         key = self._key(recipe)
@@ -240,3 +242,86 @@ def test_a_round_without_progress_shrinks_the_step_and_lands_between_grid_points
     found = KnownObjective(SearchConfig(knobs=["epochs"], rounds=8), hidden).run(TrainRecipe())
     assert found.chosen.recipe.epochs == 10, [(c.recipe.epochs, c.step) for c in found.candidates]
     assert min(c.step for c in found.candidates) < 1
+
+
+class BatchRecorder:
+    """Stands in for PilotPool in the control-flow test below: records each batch of
+    candidates it is asked to train (the real pool is tested on a real task further down)."""
+
+    workers = 2
+
+    def __init__(self, search: KnownObjective) -> None:
+        self.search, self.batches = search, []
+
+    def train(self, jobs, indices):
+        self.batches.append((set(jobs), len(self.search.evaluated)))
+        return {key: ([0], 1.0) for key in jobs}
+
+
+def test_with_workers_each_round_is_listed_before_it_is_scored_and_the_search_is_unchanged():
+    """workers > 1 trains a round's pilots together, then scores them in the same order: the
+    candidates and the choice must be those of the one-process search, and no candidate may be
+    scored before its round's batch went to the workers."""
+    knobs = ["optimizer", "epochs", "weight_decay"]
+    alone = KnownObjective(SearchConfig(knobs=knobs), ADAM15).run(TrainRecipe())
+    search = KnownObjective(SearchConfig(knobs=knobs), ADAM15)
+    search.job_for = lambda recipe: recipe
+    search.pool = recorder = BatchRecorder(search)
+    together = search.run(TrainRecipe())
+    assert [c.recipe for c in together.candidates] == [c.recipe for c in alone.candidates]
+    assert together.chosen.recipe == alone.chosen.recipe == ADAM15
+    batched = [key for keys, _ in recorder.batches for key in keys]
+    assert sorted(batched) == sorted(search.evaluated) and len(batched) == len(set(batched))  # each once
+    assert recorder.batches[0][1] == 0 and len(recorder.batches[0][0]) > 1  # the start trains with round 1
+    order = list(search.evaluated)
+    for keys, scored_before in recorder.batches:  # a batch holds no candidate scored before it was sent
+        assert all(order.index(key) >= scored_before for key in keys)
+    with pytest.raises(MiaError, match="shadow.search.workers"):
+        SearchConfig(workers=0).validate()
+
+
+def test_each_worker_of_a_multi_gpu_run_sees_one_gpu(monkeypatch):
+    """Worker i of a GPU run with several GPUs sees GPU i mod their count (set in the worker
+    before it touches CUDA), as CUDA_VISIBLE_DEVICES named them in the parent."""
+    import multiprocessing
+
+    from mia_lightning.recipes.parallel import PilotPool, _start_worker
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    threads = torch.get_num_threads()
+    started = multiprocessing.get_context("spawn").Value("i", 0)
+    seen = []
+    try:
+        for _ in range(3):
+            _start_worker(1, ["3", "5"], started)
+            seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+        _start_worker(1, ["3"], started)  # one GPU: the workers share it, nothing to hide
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == ["3", "5", "3"]
+    assert PilotPool.visible_gpus(wants_gpu=False) == []  # a CPU run asks for no GPU at all
+
+
+@pytest.mark.slow
+def test_pilots_trained_by_worker_processes_give_the_same_search(searched, tmp_path, caplog):
+    """shadow.search.workers=2 on a fresh store: the pilots train in two spawned processes and
+    the search records the same candidates, in the same order, and the same choice as the
+    one-process search of the `searched` store (scores agree closely, not to the digit: a
+    worker trains with half the threads, which reorders float sums)."""
+    store = tmp_path / "store"
+    with caplog.at_level("INFO", logger="mia"):
+        run_pipeline(make_cfg(*SEARCH_TASK, "stage=calibrate", f"store.root={store}", "shadow.search.workers=2"),
+                     tmp_path / "run")
+    assert "pilots of 3 candidates, 2 at a time" in caplog.text
+    assert "training 1 of 1 shadows" not in caplog.text  # nothing was trained in this process
+    (alone_path,) = searched.glob("*/recipe_search_*.json")
+    (together_path,) = store.glob("*/recipe_search_*.json")
+    assert together_path.name == alone_path.name  # workers is not part of the search's key
+    alone, together = (json.loads(path.read_text()) for path in (alone_path, together_path))
+    assert [c["recipe"] for c in together["candidates"]] == [c["recipe"] for c in alone["candidates"]]
+    assert together["chosen"]["recipe"] == alone["chosen"]["recipe"]
+    assert together["pilot_trainings"] == 3 and all(c["seconds"] > 0 for c in together["candidates"])
+    for mine, theirs in zip(together["candidates"], alone["candidates"]):
+        assert mine["scores"]["distribution"] == pytest.approx(theirs["scores"]["distribution"], rel=0.5, abs=0.05)

@@ -59,6 +59,10 @@ class SearchConfig:
     # recipe the criterion rejects. 2: the study's runners-up scored 1.1-1.5x the best (and
     # mixing them helped on pub), smooth's 17x (README "Mixing the best recipes")
     mix_within: float = 2.0
+    # train each round's pilots this many at a time, in spawned processes sharing the run's
+    # device (each with cores / workers torch threads); scored afterwards in the same order, so
+    # the candidates and the choice are those of workers=1. Not part of the search's key
+    workers: int = 1
 
     def validate(self, key: str = "shadow.search") -> None:
         choice(self.pilots, (1, 2), f"{key}.pilots")
@@ -67,6 +71,7 @@ class SearchConfig:
         at_least(self.beam, 1, f"{key}.beam")
         at_least(self.mix, 1, f"{key}.mix")
         at_least(self.mix_within, 1, f"{key}.mix_within")
+        at_least(self.workers, 1, f"{key}.workers")
         if not 0 < self.shrink < 1:
             raise MiaError(f"{key}.shrink must lie in (0, 1), got {self.shrink}")
         if not 0 < self.min_step <= 1:

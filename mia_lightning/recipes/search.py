@@ -9,7 +9,9 @@ the runner-up leads to it; expanding both costs one more round's moves, not a re
 A round in which nothing beats the best shrinks the numeric steps (`shrink`: lr, epochs
 and weight decay move by their factors to the power `step`), so the search can settle
 between grid points; the round limit, the candidate budget or a step below `min_step`
-ends it. A candidate's
+ends it. A round's candidates are all listed before any is scored, so with
+`shadow.search.workers` > 1 their pilots train side by side (recipes/parallel.py) and are
+then scored in the same order as without. A candidate's
 pilots are shadows 0 (and 1) of its recipe's ordinary store entry, so the chosen
 recipe's full shadow set keeps them, and a rerun or another job retrains nothing.
 priv's membership is never read: only pub's, through `pub_member`.
@@ -32,6 +34,7 @@ from mia_lightning.config.search import SearchConfig
 from mia_lightning.logits.queries import parse_queries
 from mia_lightning.recipes.match import criteria
 from mia_lightning.recipes.moves import describe, moves
+from mia_lightning.recipes.parallel import PilotPool
 from mia_lightning.shadows.fingerprint import config_hash
 from mia_lightning.shadows.job import ShadowJob, shadow_logits
 from mia_lightning.shadows.runner import ensure_shadows
@@ -75,8 +78,10 @@ class RecipeSearch:
     """The search over one task's target: `job_for(recipe)` gives a recipe's store entry."""
 
     def __init__(self, settings: SearchConfig, job_for: Callable[[TrainRecipe], ShadowJob], target_logits: Tensor,
-                 labels: Tensor, pub_index: Tensor, pub_member: Tensor) -> None:
+                 labels: Tensor, pub_index: Tensor, pub_member: Tensor, pool: PilotPool | None = None) -> None:
         self.settings = settings
+        self.pool = pool  # trains a round's pilots side by side (None: one after another, here)
+        self.pretrained: dict[str, tuple[list[int], float]] = {}  # key -> (pilots a worker trained, seconds)
         self.job_for = job_for
         self.queries = parse_queries(list(settings.queries))
         self.target_phi = true_class_margin(target_logits, labels)  # [N, Q]
@@ -90,11 +95,14 @@ class RecipeSearch:
         start = time.monotonic()
         job = self.job_for(recipe)
         pilots = list(range(self.settings.pilots))
-        trained = ensure_shadows(job, pilots)
+        trained = ensure_shadows(job, pilots)  # nothing left to train when a worker did it
+        by_worker, worker_seconds = self.pretrained.get(key, ([], 0.0))
         phi = [true_class_margin(shadow_logits(job, i, self.queries), self.labels) for i in pilots]
         scores = criteria(self.target_phi, torch.stack(phi), job.keep[: len(pilots)], self.pub_index, self.pub_member)
-        summaries = [{**(job.store.summary(i) or {}), "trained_here": i in trained} for i in pilots]
-        candidate = Candidate(move, round_, step, recipe, str(job.store.dir), scores, summaries, time.monotonic() - start)
+        summaries = [{**(job.store.summary(i) or {}), "trained_here": i in trained or i in by_worker}
+                     for i in pilots]
+        candidate = Candidate(move, round_, step, recipe, str(job.store.dir), scores, summaries,
+                              time.monotonic() - start + worker_seconds)
         self.evaluated[key] = candidate
         return candidate
 
@@ -111,32 +119,36 @@ class RecipeSearch:
 
     def run(self, start: TrainRecipe) -> SearchResult:
         began = time.monotonic()
-        best = self.evaluate(start, "given", 0)
-        self._report(best, best)
         if self.settings.candidates:  # an explicit list: one round, no descent
-            for index, changes in enumerate(self.settings.candidates):
-                recipe = with_changes(start, changes, f"shadow.search.candidates[{index}]")
-                candidate = self.evaluate(recipe, f"candidate {index}: {changes}", 1)
+            listed = [(f"candidate {index}: {changes}",
+                       with_changes(start, changes, f"shadow.search.candidates[{index}]"))
+                      for index, changes in enumerate(self.settings.candidates)]
+            self._pretrain([start, *(recipe for _, recipe in listed)])
+            best = self.evaluate(start, "given", 0)
+            self._report(best, best)
+            for move, recipe in listed:
+                candidate = self.evaluate(recipe, move, 1)
                 self._report(candidate, best)
                 if self.score(candidate) < self.score(best) - 1e-12:
                     best = candidate
             return self._finish(best, began)
+        # round 1's parent is the start whatever it scores, so its pilots train alongside round 1's
+        self._pretrain([start, *(recipe for _, recipe in self._round_moves([start], 1.0, reserved=1))])
+        best = self.evaluate(start, "given", 0)
+        self._report(best, best)
         step, expanded = 1.0, set()
         for round_ in range(1, self.settings.rounds + 1):
             ranked = sorted(self.evaluated.items(), key=lambda item: self.score(item[1]))
             parents = [(key, c) for key, c in ranked if (key, step) not in expanded][: self.settings.beam]
+            expanded.update((key, step) for key, _ in parents)
+            listed = self._round_moves([parent.recipe for _, parent in parents], step)
+            self._pretrain([recipe for _, recipe in listed])
             improved = False
-            for key, parent in parents:
-                expanded.add((key, step))
-                for move, recipe in moves(parent.recipe, self.settings, step):
-                    if len(self.evaluated) >= self.settings.max_candidates:
-                        break
-                    if self._key(recipe) in self.evaluated:
-                        continue
-                    candidate = self.evaluate(recipe, move, round_, step)
-                    self._report(candidate, best)
-                    if self.score(candidate) < self.score(best) - 1e-12:
-                        best, improved = candidate, True
+            for move, recipe in listed:
+                candidate = self.evaluate(recipe, move, round_, step)
+                self._report(candidate, best)
+                if self.score(candidate) < self.score(best) - 1e-12:
+                    best, improved = candidate, True
             if len(self.evaluated) >= self.settings.max_candidates:
                 break
             if not improved:
@@ -144,6 +156,38 @@ class RecipeSearch:
                 if step < self.settings.min_step - 1e-9:
                     break
         return self._finish(best, began)
+
+    def _round_moves(self, parents: list[TrainRecipe], step: float,
+                     reserved: int = 0) -> list[tuple[str, TrainRecipe]]:
+        """A round's candidates before any is scored: every new one-knob move away from each
+        parent, in order, within the budget (`reserved`: slots already promised elsewhere)."""
+        listed: list[tuple[str, TrainRecipe]] = []
+        seen: set[str] = set()
+        for parent in parents:
+            for move, recipe in moves(parent, self.settings, step):
+                if len(self.evaluated) + reserved + len(listed) >= self.settings.max_candidates:
+                    return listed
+                key = self._key(recipe)
+                if key not in self.evaluated and key not in seen:
+                    seen.add(key)
+                    listed.append((move, recipe))
+        return listed
+
+    def _pretrain(self, recipes: list[TrainRecipe]) -> None:
+        """With workers (`shadow.search.workers` > 1), train these candidates' pilots at once,
+        before they are scored one by one as without workers."""
+        if self.pool is None:
+            return
+        jobs: dict[str, ShadowJob] = {}
+        for recipe in recipes:
+            key = self._key(recipe)
+            if key not in self.evaluated and key not in self.pretrained and key not in jobs:
+                jobs[key] = self.job_for(recipe)
+        if jobs:
+            log.info("recipe search: pilots of %d candidates, %d at a time (shadow.search.workers)", len(jobs),
+                     self.pool.workers)
+        trained = self.pool.train(jobs, list(range(self.settings.pilots)))
+        self.pretrained.update({key: trained.get(key, ([], 0.0)) for key in jobs})
 
     @staticmethod
     def _key(recipe: TrainRecipe) -> str:

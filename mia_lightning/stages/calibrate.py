@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from mia_lightning.errors import MiaError
 from mia_lightning.io.atomic import atomic_write_json
 from mia_lightning.logits.queries import parse_queries
 from mia_lightning.recipes.moves import describe
+from mia_lightning.recipes.parallel import PilotPool
 from mia_lightning.recipes.search import RecipeSearch
 from mia_lightning.run import Run
 from mia_lightning.shadows.fingerprint import config_hash, tensor_digest
@@ -36,7 +38,9 @@ from mia_lightning.task.data import Task
 
 log = logging.getLogger("mia")
 
-AFTER_SEARCH = ("mix", "mix_within")  # shadow.search.* keys applied to the record, not part of its key
+# shadow.search.* keys left out of a search record's key: mix and mix_within act on the record
+# after the search; workers changes how fast the pilots train, not which are trained
+NOT_IN_KEY = ("mix", "mix_within", "workers")
 
 
 def shadow_recipe(run: Run, task: Task) -> RecipeChoice:
@@ -81,8 +85,7 @@ def search_path(run: Run, task: Task, start: TrainRecipe) -> tuple[Path, dict[st
     """Where this search's record lives, and the key it is stored under."""
     base = shadow_job(run, task, start)
     weights = tensor_digest(*[task.target_state[k] for k in sorted(task.target_state)])[:12]
-    # not in the key: mix and mix_within act after the search, so changing them reuses it
-    settings = {k: v for k, v in asdict(run.config.shadow.search).items() if k not in AFTER_SEARCH}
+    settings = {k: v for k, v in asdict(run.config.shadow.search).items() if k not in NOT_IN_KEY}
     key = {"target": weights, "start": recipe_values(start), "settings": settings,
            "entry": {k: v for k, v in base.store.recipe.items() if k not in recipe_values(start)}}
     return base.store.task_dir / f"recipe_search_{config_hash(key)}.json", key
@@ -108,9 +111,11 @@ def search(run: Run, task: Task) -> dict[str, Any]:
     base = shadow_job(run, task, start)
     logits = target_logits(base, task.target_state, parse_queries(list(settings.queries)))
     pub = torch.arange(len(task.pub))
-    engine = RecipeSearch(settings, lambda recipe: shadow_job(run, task, recipe, rows=settings.pilots),
-                          logits, task.pool_labels, pub, task.pub.membership.bool())
-    with run.timed("calibrate"):
+    gpus = PilotPool.visible_gpus(run.trainer.wants_gpu)
+    workers = PilotPool(settings.workers, gpus) if settings.workers > 1 else None
+    with run.timed("calibrate"), workers or nullcontext() as pool:
+        engine = RecipeSearch(settings, lambda recipe: shadow_job(run, task, recipe, rows=settings.pilots),
+                              logits, task.pool_labels, pub, task.pub.membership.bool(), pool)
         result = engine.run(start)
     record = {"key": key, **result.as_json(settings)}
     atomic_write_json(path, record)

@@ -162,3 +162,17 @@ def test_a_shadow_killed_on_cuda_resumes_from_its_checkpoint(tmp_path):
     assert all(torch.isfinite(v.float()).all() for v in weights.values())
     ours, theirs = (json.loads((p / "summary.json").read_text()) for p in (shadow, ref_shadow))
     assert abs(ours["train_acc"] - theirs["train_acc"]) < 0.15 and abs(ours["test_acc"] - theirs["test_acc"]) < 0.15
+
+
+def test_a_recipe_search_with_two_workers_on_cuda_trains_every_pilot_and_finds_the_targets_recipe(tmp_path):
+    """shadow.search.workers=2 with trainer=gpu: two spawned processes train the pilots on the
+    GPU(s) (one each where there are several), and the search still picks the target's recipe."""
+    from test_recipe_search import SEARCH_TASK
+
+    args = [arg for arg in SEARCH_TASK if not arg.startswith("trainer.")] + GPU[-3:]
+    proc = run_mia(*args, "stage=calibrate", "shadow.search.workers=2", f"store.root={tmp_path / 'store'}",
+                   f"hydra.run.dir={tmp_path / 'run'}", timeout=600)
+    assert "pilots of 3 candidates, 2 at a time" in proc.stdout + proc.stderr
+    (record_path,) = (tmp_path / "store").glob("*/recipe_search_*.json")
+    record = json.loads(record_path.read_text())
+    assert record["pilot_trainings"] == 3 and record["chosen"]["recipe"]["optimizer"]["name"] == "adam", record["chosen"]
