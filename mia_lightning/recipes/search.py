@@ -178,15 +178,17 @@ class RecipeSearch:
         before they are scored one by one as without workers."""
         if self.pool is None:
             return
+        pilots = list(range(self.settings.pilots))
         jobs: dict[str, ShadowJob] = {}
         for recipe in recipes:
             key = self._key(recipe)
             if key not in self.evaluated and key not in self.pretrained and key not in jobs:
                 jobs[key] = self.job_for(recipe)
-        if jobs:
-            log.info("recipe search: pilots of %d candidates, %d at a time (shadow.search.workers)", len(jobs),
-                     self.pool.workers)
-        trained = self.pool.train(jobs, list(range(self.settings.pilots)))
+        unfinished = sum(not all(job.store.is_done(i) for i in pilots) for job in jobs.values())
+        if unfinished:  # (pilots already in the store are only scored)
+            log.info("recipe search: training the pilots of %d candidates, %d at a time (shadow.search.workers)",
+                     unfinished, self.pool.workers)
+        trained = self.pool.train(jobs, pilots)
         self.pretrained.update({key: trained.get(key, ([], 0.0)) for key in jobs})
 
     @staticmethod
