@@ -80,7 +80,7 @@ class PilotPool:
         for key, future in futures.items():
             try:
                 results[key] = future.result()
-            except BaseException as failure:  # keep collecting, so no worker is left training unseen
+            except Exception as failure:  # keep collecting, so no worker is left training unseen (Ctrl-C ends at once)
                 error = error or failure
         if error is not None:
             raise error
