@@ -8,6 +8,9 @@ and the best calibrated one (lira_calibrated, rmia_calibrated, stack), TPR@5%FPR
 on the hidden truth of priv; for auto, the recipe the search chose and its cost. These are
 the study's reported numbers: "best" is the highest TPR@5%FPR on priv's truth, reported
 once and never used to choose anything (each run's own submission is chosen on pub).
+The ratio to the oracle comes with its 95% paired bootstrap interval where both runs scored
+the same priv points on the same resamples (same task files and bootstrap seed: each run's
+`bootstrap.pt`), so a ratio below a bar can be told from the noise of 1,000 positives.
 Writes `<out>/study_recipe_mismatch.csv`, `.md` (the README table) and `.png`.
 """
 
@@ -20,7 +23,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mia_lightning.io.atomic import atomic_path, atomic_write_text
+from mia_lightning.metrics.bootstrap import LEVEL, percentile_interval
 from mia_lightning.report.sweep import find_jobs
 
 # "calibrated" = learns from pub's membership labels (the target itself); every other attack
@@ -43,7 +49,8 @@ def rows(root: Path) -> list[dict[str, Any]]:
             continue
         target = str(job.overrides.get("task/train", "sgd30"))
         mode = str(job.overrides.get("shadow.recipe", "given"))
-        row: dict[str, Any] = {"target": target, "mode": mode, "job": job.label,
+        row: dict[str, Any] = {"target": target, "mode": mode, "job": job.label, "dir": str(job.dir),
+                               "pairing": pairing_key(job.metrics),
                                "target_acc": job.metrics.get("models", {}).get("target", {})}
         for kind, names in (("uncalibrated", UNCALIBRATED), ("calibrated", CALIBRATED)):
             found = best(job.metrics["attacks"], names)
@@ -72,12 +79,48 @@ def cell(row: dict[str, Any] | None, kind: str) -> str:
             f"({row[f'{kind}_attack']})")
 
 
+def pairing_key(metrics: dict[str, Any]) -> str | None:
+    """What two runs must share for their bootstrap replicates to be paired: the same points, the same resamples."""
+    boot = metrics.get("bootstrap") or {}
+    if not boot or not metrics.get("task_dir"):
+        return None
+    return json.dumps([metrics["task_dir"], metrics.get("eval"), metrics.get("eval_points"), boot.get("seed"),
+                       boot.get("resamples"), boot.get("positives"), boot.get("negatives")])
+
+
+def replicates(row: dict[str, Any], attack: str, metric: str) -> torch.Tensor | None:
+    """[B]: one attack's metric on each bootstrap resample of priv's truth, from the run's bootstrap.pt."""
+    path = Path(row["dir"]) / "bootstrap.pt"
+    if not path.is_file():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if attack not in saved["attacks"] or metric not in saved["metrics"]:
+        return None
+    return saved["replicates"][saved["attacks"].index(attack), saved["metrics"].index(metric)]
+
+
+def paired_ratio(auto: dict[str, Any], oracle: dict[str, Any], metric: str) -> list[float] | None:
+    """The LEVEL interval of auto's calibrated / the oracle's uncalibrated metric over shared resamples."""
+    if auto.get("pairing") is None or auto.get("pairing") != oracle.get("pairing"):
+        return None
+    ours = replicates(auto, auto["calibrated_attack"], metric)
+    theirs = replicates(oracle, oracle["uncalibrated_attack"], metric)
+    if ours is None or theirs is None or ours.shape != theirs.shape:
+        return None
+    return [float(v) for v in percentile_interval(ours / theirs.clamp_min(1e-9), LEVEL)]
+
+
 def ratios(auto: dict[str, Any] | None, oracle: dict[str, Any] | None) -> str:
     """The issue's bar: auto + its best calibrated attack over oracle + its best uncalibrated one."""
     if not (auto and oracle and "calibrated_attack" in auto and "uncalibrated_attack" in oracle):
         return "-"
-    return (f"{auto['calibrated_tpr@0.05'] / max(oracle['uncalibrated_tpr@0.05'], 1e-9):.2f}x, "
-            f"{auto['calibrated_tpr@0.01'] / max(oracle['uncalibrated_tpr@0.01'], 1e-9):.2f}x")
+    parts = []
+    for metric in ("tpr@0.05", "tpr@0.01"):
+        text = f"{auto[f'calibrated_{metric}'] / max(oracle[f'uncalibrated_{metric}'], 1e-9):.2f}x"
+        interval = paired_ratio(auto, oracle, metric)
+        auto[f"ratio_{metric}_ci"] = interval  # into the CSV too
+        parts.append(text + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""))
+    return ", ".join(parts)
 
 
 def submitted(row: dict[str, Any] | None) -> str:
@@ -91,7 +134,7 @@ def markdown(table: list[dict[str, Any]]) -> str:
     by = {(r["target"], r["mode"]): r for r in table}
     targets = list(dict.fromkeys(r["target"] for r in table))
     lines = ["| target recipe | default shadows | default + calibrated | oracle shadows | auto | auto + calibrated "
-             "| auto + calibrated / oracle (TPR@5%, TPR@1%) | the search chose | auto: submitted (chosen on pub) |",
+             "| auto + calibrated / oracle (TPR@5%, TPR@1%; 95% paired interval) | the search chose | auto: submitted (chosen on pub) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for target in targets:
         given, oracle, auto = (by.get((target, mode)) for mode in MODES)
@@ -139,14 +182,15 @@ def main() -> None:
     table = rows(args.dir)
     out = args.out or args.dir
     out.mkdir(parents=True, exist_ok=True)
+    text = markdown(table)  # first: it adds each auto row's paired ratio intervals, for the CSV
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=sorted({k for r in table for k in r}), lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in table)
+    writer.writerows({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in r.items()} for r in table)
     atomic_write_text(out / "study_recipe_mismatch.csv", buffer.getvalue())
-    atomic_write_text(out / "study_recipe_mismatch.md", markdown(table))
+    atomic_write_text(out / "study_recipe_mismatch.md", text)
     plot(table, out / "study_recipe_mismatch.png")
-    print(markdown(table))
+    print(text)
 
 
 if __name__ == "__main__":

@@ -8,16 +8,54 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from conftest import REPO
+from mia_lightning.metrics.bootstrap import METRICS
 
 
 def job(root: Path, name: str, overrides: list[str], attacks: dict[str, tuple[float, float, float]],
-        recipe: dict | None = None) -> None:
+        recipe: dict | None = None, tpr_replicates: dict[str, torch.Tensor] | None = None,
+        bootstrap_seed: int = 7) -> None:
+    """A finished job dir; with tpr_replicates, also its bootstrap.pt (each attack's TPR@5% and @1% per resample)."""
     (root / name / ".hydra").mkdir(parents=True)
     (root / name / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     metrics = {"attacks": {a: {"tpr@0.05": t5, "tpr@0.01": t1, "auc": auc} for a, (t5, t1, auc) in attacks.items()},
                "submit": next(iter(attacks)), "warnings": [], "recipe": recipe}
+    if tpr_replicates is not None:
+        names = list(attacks)
+        table = torch.zeros(len(names), len(METRICS), 4, dtype=torch.float64)
+        for attack, values in tpr_replicates.items():
+            for metric in ("tpr@0.05", "tpr@0.01"):
+                table[names.index(attack), METRICS.index(metric)] = values
+        torch.save({"attacks": names, "metrics": list(METRICS), "replicates": table}, root / name / "bootstrap.pt")
+        metrics.update({"task_dir": "/stores/tasks/t1", "eval": "truth", "eval_points": 2000,
+                        "bootstrap": {"seed": bootstrap_seed, "resamples": 4, "positives": 1000, "negatives": 1000}})
     (root / name / "metrics.json").write_text(json.dumps(metrics))
+
+
+def run_script(sweep: Path, out: Path) -> list[str]:
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "study_recipe_mismatch.py"), str(sweep),
+                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [c.strip() for c in (out / "study_recipe_mismatch.md").read_text().splitlines()[2].split("|")[1:-1]]
+
+
+def test_the_ratio_to_the_oracle_has_a_paired_interval_only_over_shared_resamples(tmp_path):
+    """Replicate b of auto is divided by replicate b of the oracle; runs on other resamples get no interval."""
+    oracle = torch.tensor([0.20, 0.25, 0.10, 0.40], dtype=torch.float64)
+    auto = torch.tensor([0.18, 0.25, 0.12, 0.20], dtype=torch.float64)  # ratios 0.9, 1.0, 1.2, 0.5
+    for name, seed in (("paired", 7), ("unpaired", 8)):
+        sweep = tmp_path / name
+        job(sweep, "1_oracle", ["+task/train=adam15", "shadow.recipe=oracle"], {"lira_online": (0.30, 0.20, 0.75)},
+            tpr_replicates={"lira_online": oracle})
+        job(sweep, "2_auto", ["+task/train=adam15", "shadow.recipe=auto"], {"stack": (0.27, 0.16, 0.74)},
+            tpr_replicates={"stack": auto}, bootstrap_seed=seed)
+        cells = run_script(sweep, tmp_path / f"out_{name}")
+        low, high = torch.quantile(auto / oracle, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+        interval = f" [{low:.2f}, {high:.2f}]" if name == "paired" else ""
+        assert cells[6] == f"0.90x{interval}, 0.80x{interval}"
+    assert "ratio_tpr@0.01_ci" in (tmp_path / "out_paired" / "study_recipe_mismatch.csv").read_text().splitlines()[0]
 
 
 def test_the_study_table_compares_auto_plus_calibrated_with_the_oracle(tmp_path):
