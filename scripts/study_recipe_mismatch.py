@@ -94,9 +94,10 @@ def replicates(row: dict[str, Any], attack: str, metric: str) -> torch.Tensor | 
     if not path.is_file():
         return None
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    if attack not in saved["attacks"] or metric not in saved["metrics"]:
+    attacks, metrics = saved.get("attacks", []), saved.get("metrics", [])
+    if attack not in attacks or metric not in metrics or "replicates" not in saved:
         return None
-    return saved["replicates"][saved["attacks"].index(attack), saved["metrics"].index(metric)]
+    return saved["replicates"][attacks.index(attack), metrics.index(metric)]
 
 
 def paired_ratio(auto: dict[str, Any], oracle: dict[str, Any], metric: str) -> list[float] | None:
@@ -110,15 +111,29 @@ def paired_ratio(auto: dict[str, Any], oracle: dict[str, Any], metric: str) -> l
     return [float(v) for v in percentile_interval(ours / theirs.clamp_min(1e-9), LEVEL)]
 
 
+def bar_pair(auto: dict[str, Any] | None, oracle: dict[str, Any] | None) -> bool:
+    """Whether the issue's bar can be computed: auto has a calibrated attack, the oracle an uncalibrated one."""
+    return bool(auto and oracle and "calibrated_attack" in auto and "uncalibrated_attack" in oracle)
+
+
+def add_paired_intervals(table: list[dict[str, Any]]) -> None:
+    """Give each auto row `ratio_<metric>_ci`: its ratio's paired interval against its target's oracle (or None)."""
+    by = {(r["target"], r["mode"]): r for r in table}
+    for (target, mode), auto in by.items():
+        oracle = by.get((target, "oracle"))
+        if mode == "auto" and bar_pair(auto, oracle):
+            for metric in ("tpr@0.05", "tpr@0.01"):
+                auto[f"ratio_{metric}_ci"] = paired_ratio(auto, oracle, metric)
+
+
 def ratios(auto: dict[str, Any] | None, oracle: dict[str, Any] | None) -> str:
     """The issue's bar: auto + its best calibrated attack over oracle + its best uncalibrated one."""
-    if not (auto and oracle and "calibrated_attack" in auto and "uncalibrated_attack" in oracle):
+    if not bar_pair(auto, oracle):
         return "-"
     parts = []
     for metric in ("tpr@0.05", "tpr@0.01"):
         text = f"{auto[f'calibrated_{metric}'] / max(oracle[f'uncalibrated_{metric}'], 1e-9):.2f}x"
-        interval = paired_ratio(auto, oracle, metric)
-        auto[f"ratio_{metric}_ci"] = interval  # into the CSV too
+        interval = auto.get(f"ratio_{metric}_ci")
         parts.append(text + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""))
     return ", ".join(parts)
 
@@ -180,9 +195,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     table = rows(args.dir)
+    add_paired_intervals(table)
     out = args.out or args.dir
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(table)  # first: it adds each auto row's paired ratio intervals, for the CSV
+    text = markdown(table)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=sorted({k for r in table for k in r}), lineterminator="\n")
     writer.writeheader()
