@@ -25,8 +25,10 @@ from typing import Any
 
 import torch
 
+from mia_lightning.errors import MiaError
 from mia_lightning.io.atomic import atomic_path, atomic_write_text
 from mia_lightning.metrics.bootstrap import LEVEL, percentile_interval
+from mia_lightning.report.compare import read_bootstrap
 from mia_lightning.report.sweep import find_jobs
 
 # "calibrated" = learns from pub's membership labels (the target itself); every other attack
@@ -90,14 +92,15 @@ def pairing_key(metrics: dict[str, Any]) -> str | None:
 
 def replicates(row: dict[str, Any], attack: str, metric: str) -> torch.Tensor | None:
     """[B]: one attack's metric on each bootstrap resample of priv's truth, from the run's bootstrap.pt."""
-    path = Path(row["dir"]) / "bootstrap.pt"
-    if not path.is_file():
+    if not (Path(row["dir"]) / "bootstrap.pt").is_file():
         return None
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    attacks, metrics = saved.get("attacks", []), saved.get("metrics", [])
-    if attack not in attacks or metric not in metrics or "replicates" not in saved:
+    try:
+        saved = read_bootstrap(Path(row["dir"]))  # the same checked reader as `mia-summarize --compare`
+    except MiaError:
         return None
-    return saved["replicates"][attacks.index(attack), metrics.index(metric)]
+    if attack not in saved["attacks"] or metric not in saved["metrics"]:
+        return None
+    return saved["replicates"][saved["attacks"].index(attack), saved["metrics"].index(metric)]
 
 
 def paired_ratio(auto: dict[str, Any], oracle: dict[str, Any], metric: str) -> list[float] | None:

@@ -28,7 +28,8 @@ def job(root: Path, name: str, overrides: list[str], attacks: dict[str, tuple[fl
         for attack, values in tpr_replicates.items():
             for metric in ("tpr@0.05", "tpr@0.01"):
                 table[names.index(attack), METRICS.index(metric)] = values
-        torch.save({"attacks": names, "metrics": list(METRICS), "replicates": table}, root / name / "bootstrap.pt")
+        torch.save({"attacks": names, "metrics": list(METRICS), "replicates": table, "point": table[..., 0]},
+                   root / name / "bootstrap.pt")
         metrics.update({"task_dir": "/stores/tasks/t1", "eval": "truth", "eval_points": 2000,
                         "bootstrap": {"seed": bootstrap_seed, "resamples": 4, "positives": 1000, "negatives": 1000}})
     (root / name / "metrics.json").write_text(json.dumps(metrics))
