@@ -180,6 +180,22 @@ def test_model_report_compares_sides_and_warns_on_chance_shadows():
     assert model_warnings(model_report(target, torch.stack([target[:, :]] * 2), keep, labels, 200, member)) == []
 
 
+def test_the_gap_tolerance_grows_with_the_noise_of_a_small_pub_and_not_beyond():
+    """The same 0.14 difference between the shadows' IN-OUT gap and the target's: within the
+    noise of 80 pub points per side (2 se ~0.1), a mismatch on 2,000 per side (2 se ~0.03)."""
+    def report(points: int) -> dict:
+        shadow_side = {"acc_std": 0.01, "phi_median": 1.0}
+        return {"chance": 0.1, "target": {"member": {"acc": 0.99, "points": points, "phi_median": 5.0},
+                                          "non_member": {"acc": 0.78, "points": points, "phi_median": 2.0}},
+                "shadows": {"count": 8, "in": {**shadow_side, "acc": 0.85, "phi_median": 4.0},
+                            "out": {**shadow_side, "acc": 0.78}}}
+
+    assert model_warnings(report(80)) == []
+    (line,) = model_warnings(report(2000))
+    assert line.startswith("shadows' IN-OUT accuracy gap 0.070 differs from the target's member/non-member gap 0.210 "
+                           "(tolerance 0.12"), line
+
+
 @pytest.mark.slow
 def test_warnings_fire_on_chance_shadows_and_stay_quiet_on_matching_ones(tiny_task_dir, tmp_path):
     fresh_store(tiny_task_dir, tmp_path)
