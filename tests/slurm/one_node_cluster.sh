@@ -46,6 +46,8 @@ write_conf() {
   host=$(hostname -s)
   cat >"$DIR/slurm.conf" <<EOF
 # written by tests/slurm/one_node_cluster.sh: one node on 127.0.0.1, accounting off
+# KillWait=30 is SLURM's default: with 5, a requeued job whose step took over 7 s to exit on a
+# loaded machine was force-terminated, and that job then left the queue without a result once
 ClusterName=mia-test
 SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$(free_port)
@@ -70,7 +72,7 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MpiDefault=none
 ReturnToService=2
-KillWait=5
+KillWait=30
 InactiveLimit=0
 NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 # a job in 'high' preempts the default partition's jobs, which SLURM then requeues

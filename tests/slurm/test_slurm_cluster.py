@@ -65,6 +65,21 @@ def slurm(*command: str) -> str:
     return f"$ {' '.join(command)}  (exit 0) {done.stdout.strip()}{done.stderr.strip()}"
 
 
+def cluster_record(outputs: Path, job_ids: list[str]) -> str:
+    """What a failed cluster run leaves to read: each job's last log lines and what
+    slurmctld logged about it (the cluster's temp dir is removed when the tests end)."""
+    parts = []
+    for log in sorted(outputs.glob("multirun/*/*/*/.submitit/*/*_log.*")):
+        parts.append(f"--- {log.relative_to(outputs)} (last lines)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
+    ctld = Path(os.environ.get("SLURM_CONF", "/nonexistent")).parent / "slurmctld.log"
+    if ctld.is_file():
+        ids = {job_id.split("_")[0] for job_id in job_ids} | set(job_ids)
+        lines = [line for line in ctld.read_text(errors="replace").splitlines()
+                 if any(re.search(rf"JobId={re.escape(i)}\b", line) for i in ids)]
+        parts.append("--- slurmctld.log about jobs " + ", ".join(sorted(ids)) + "\n" + "\n".join(lines[-40:]))
+    return "\n".join(parts)
+
+
 def mia(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*MIA, *args], cwd=REPO, env={**os.environ, **ENV}, capture_output=True, text=True,
                           timeout=timeout)
@@ -138,11 +153,16 @@ def cluster_run(tmp_path_factory) -> dict:
                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     printed: dict[str, list[str]] = {"requeue": [], "usr2": []}
     interrupted: dict[int, str] = {}
+    states: dict[str, list[str]] = {}  # each job's states as squeue showed them, for a failure's record
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 300
         while script.poll() is None:
-            assert time.monotonic() < deadline, "the SLURM run took over 4 minutes"
+            assert time.monotonic() < deadline, "the SLURM run took over 5 minutes"
             queue = squeue()
+            for job_id, state, reason in queue:
+                shown = states.setdefault(job_id, [])
+                if not shown or shown[-1] != f"{state}({reason})":
+                    shown.append(f"{state}({reason})")
             array = {int(job_id.split("_")[1]): (job_id, state, reason) for job_id, state, reason in queue if "_" in job_id}
             for index, how in ((0, "requeue"), (1, "usr2")):
                 if index in interrupted or index not in array or array[index][1] != "RUNNING":
@@ -165,7 +185,9 @@ def cluster_run(tmp_path_factory) -> dict:
         log.close()
         _, ref_err = reference.communicate(timeout=300)
     output = (root / "script.log").read_text()
-    assert script.returncode == 0, output[-4000:]
+    assert script.returncode == 0, output[-4000:] + "\n" + "\n".join(
+        f"squeue showed {job_id}: {' -> '.join(shown)}" for job_id, shown in states.items()) + "\n" + cluster_record(
+        outputs, list(states))
     assert reference.returncode == 0, ref_err[-3000:]
     return {"root": root, "ref_store": ref_store, "slurm_store": slurm_store, "outputs": outputs,
             "output": output, "interrupted": interrupted, "printed": printed}
