@@ -13,7 +13,7 @@ from scipy import stats
 
 from mia_lightning.attacks.base import AttackInputs
 from benchmarks.attack_stage import attack_stage_benchmark, synthetic_inputs
-from mia_lightning.attacks.lira import lira_from_phi, lira_offline, lira_online, masked_median
+from mia_lightning.attacks.lira import choose_transform, lira_from_phi, lira_offline, lira_online, masked_median
 from mia_lightning.attacks.registry import ATTACK_NAMES, run_attacks
 from mia_lightning.attacks.rmia import A_GRID, choose_offline_a, log_prob_from_phi, population_index, rmia, \
     rmia_from_log_probs
@@ -23,7 +23,7 @@ from mia_lightning.config.attack import AttackConfig, LiraConfig, RmiaConfig
 from mia_lightning.config.master import MasterConfig
 from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.errors import MiaError
-from mia_lightning.metrics.roc import auc
+from mia_lightning.metrics.roc import auc, tpr_at_fpr
 
 FAST = ["threshold", "loss", "lira_online", "lira_offline", "rmia"]
 
@@ -124,7 +124,8 @@ def _lira_reference(target_phi, shadow_phi, keep, online, per_example, min_std=1
 @pytest.mark.parametrize("variance", ["per_example", "global"])
 @pytest.mark.parametrize("center", ["median", "mean"])
 @pytest.mark.parametrize("models", [8, 11])
-def test_lira_equals_per_point_scipy_reference(online, variance, center, models):
+@pytest.mark.parametrize("transform", ["none", "asinh"])
+def test_lira_equals_per_point_scipy_reference(online, variance, center, models, transform):
     points, queries = 30, 2
     if models % 2:  # odd K: unequal counts per point, odd and even sides
         keep = torch.rand(models, points, generator=gen(2)) < 0.5
@@ -138,8 +139,10 @@ def test_lira_equals_per_point_scipy_reference(online, variance, center, models)
     target_phi = target_phi.float().double()
     labels = torch.zeros(points, dtype=torch.long)
     fn = lira_online if online else lira_offline
-    got = fn(logits_for_phi(target_phi), logits_for_phi(shadow_phi), keep, labels, variance=variance, center=center)
-    want = _lira_reference(target_phi, shadow_phi, keep, online, variance == "per_example", center=center)
+    got = fn(logits_for_phi(target_phi), logits_for_phi(shadow_phi), keep, labels, variance=variance, center=center,
+             transform=transform)
+    scale = np.arcsinh if transform == "asinh" else (lambda x: x)
+    want = _lira_reference(scale(target_phi), scale(shadow_phi), keep, online, variance == "per_example", center=center)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-9)
 
 
@@ -239,6 +242,49 @@ def test_lira_edge_cases_stay_finite(variance):
     keep1 = cases["K=1"][1]
     assert notes["no_in_points"] == int((~keep1[0]).sum()) and notes["no_out_points"] == int(keep1[0].sum())
     assert "fallback" in lira_from_phi(target, *cases["all OUT"], online=True)[1]
+
+
+def _warped_task(warp: bool, seed: int = 0, points: int = 2000, models: int = 8):
+    """Per-point Gaussians IN and OUT on the asinh scale (phi = sinh of them: heavy tails, as a
+    well-fitted model's phi has) or on the raw scale (phi = 3 x them)."""
+    g = gen(seed)
+    mu_out = 1.5 + 1.5 * torch.randn(points, 1, generator=g, dtype=torch.float64)
+    mu_in = mu_out + 0.3 + 0.6 * torch.rand(points, 1, generator=g, dtype=torch.float64)
+    keep = halves_keep(models, points, seed)
+    shadow = torch.where(keep.unsqueeze(-1), mu_in, mu_out) + 0.4 * torch.randn(models, points, 1, generator=g,
+                                                                                 dtype=torch.float64)
+    member = torch.rand(points, generator=g) < 0.5
+    target = torch.where(member.unsqueeze(-1), mu_in, mu_out) + 0.4 * torch.randn(points, 1, generator=g,
+                                                                                   dtype=torch.float64)
+    scale = torch.sinh if warp else (lambda x: 3 * x)
+    return scale(target), scale(shadow), keep, member
+
+
+@pytest.mark.parametrize("warp", [True, False])
+def test_lira_transform_auto_chooses_the_scale_the_phi_is_gaussian_on(warp):
+    """`auto` sees only the shadows, and its choice is the scale that also finds the target's members better."""
+    target, shadow, keep, member = _warped_task(warp)
+    chosen, notes = choose_transform(shadow, keep, pseudo_targets=8)
+    assert chosen == ("asinh" if warp else "none") and notes["transform_pseudo_targets"] == 8
+    assert notes["transform_choice"][chosen] > notes["transform_choice"]["asinh" if chosen == "none" else "none"]
+    labels = torch.zeros(target.shape[0], dtype=torch.long)
+    scores = {scale: lira_online(logits_for_phi(target), logits_for_phi(shadow), keep, labels, transform=scale)
+              for scale in ("none", "asinh")}
+    other = "none" if chosen == "asinh" else "asinh"
+    assert tpr_at_fpr(scores[chosen], member, 0.05) > tpr_at_fpr(scores[other], member, 0.05) + 0.05
+    result = run(AttackInputs(target_logits=logits_for_phi(target), shadow_logits=logits_for_phi(shadow), keep=keep,
+                              labels=labels, known_membership=torch.full((target.shape[0],), -1, dtype=torch.int8)),
+                 names=["lira_online"])["lira_online"]
+    assert result.notes["transform"] == chosen  # the registry's default is auto
+    torch.testing.assert_close(result.scores, scores[chosen], rtol=1e-6, atol=1e-6)  # float32 logits: phi to 1e-7
+
+
+def test_lira_transform_auto_needs_three_shadows():
+    target, shadow, keep, _ = _warped_task(True, points=100, models=2)
+    assert choose_transform(shadow, keep, pseudo_targets=8)[0] == "none"
+    with pytest.raises(MiaError, match="attack.lira.transform"):
+        lira_online(logits_for_phi(target), logits_for_phi(shadow), keep, torch.zeros(100, dtype=torch.long),
+                    transform="auto")
 
 
 def test_lira_variance_auto_switches_at_global_below():

@@ -13,8 +13,9 @@ solver to fail; s is 1.4826 x the median absolute residual), and the score is th
 log-likelihood ratio of the target's phi under the two fitted Gaussians, summed over
 queries. Shadows trained with a recipe unlike the target's are off in level and scale
 (members more or less confident than IN shadows, a wider OUT spread): the lines absorb
-that, the per-point difficulty stays. pub points are scored through held-out folds
-(attacks/crossfit.py).
+that, the per-point difficulty stays. phi, the target's and the shadows' alike, is on LiRA's
+scale (`attack.lira.transform`, chosen on the shadows as for LiRA itself; on the default task
+asinh, whose tails no longer set s_in). pub points are scored through held-out folds (attacks/crossfit.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from torch import Tensor
 
 from mia_lightning.attacks.base import AttackContext, AttackResult
 from mia_lightning.attacks.crossfit import cross_fit
-from mia_lightning.attacks.lira import shadow_fits, side_centers
+from mia_lightning.attacks.lira import lira_phi, lira_transform, shadow_fits, side_centers
 from mia_lightning.errors import MiaError
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -90,8 +91,10 @@ def run_lira_calibrated(ctx: AttackContext) -> AttackResult:
     inputs = ctx.inputs
     if inputs.num_shadows == 0 or not inputs.keep.any() or inputs.keep.all():
         raise MiaError("lira_calibrated needs shadows with IN and OUT points (shadow.count >= 1)")
-    mu_in, mu_out = side_centers(*shadow_fits(ctx, ctx.attack.lira.center))
+    transform, choice = lira_transform(ctx)
+    mu_in, mu_out = side_centers(*shadow_fits(ctx, ctx.attack.lira.center, transform))
     settings = ctx.attack.lira_calibrated
-    scores, notes = calibrated_lira(ctx.signals.phi("target"), mu_in, mu_out, inputs.known_membership,
+    scores, notes = calibrated_lira(lira_phi(ctx, "target", transform), mu_in, mu_out, inputs.known_membership,
                                     folds=settings.folds, seed=ctx.seed, min_std=settings.min_std)
+    notes.update(choice, transform=transform)
     return AttackResult(scores, held_out=True, notes=notes)

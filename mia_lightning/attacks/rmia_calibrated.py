@@ -74,7 +74,7 @@ def run_rmia_calibrated(ctx: AttackContext) -> AttackResult:
     inputs = ctx.inputs
     if inputs.num_shadows == 0 or not inputs.keep.any() or inputs.keep.all():
         raise MiaError("rmia_calibrated needs shadows with IN and OUT points (shadow.count >= 1)")
-    mu_in, mu_out = side_centers(*shadow_fits(ctx, ctx.attack.lira.center))
+    mu_in, mu_out = side_centers(*shadow_fits(ctx, ctx.attack.lira.center, "none"))  # raw phi: mapped to probabilities
     rmia, settings = ctx.attack.rmia, ctx.attack.rmia_calibrated
     scores, notes = calibrated_rmia(ctx.signals.phi("target"), ctx.signals.phi("shadow"), inputs.keep, mu_in, mu_out,
                                     inputs.known_membership, folds=settings.folds, seed=ctx.seed,

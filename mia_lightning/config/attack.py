@@ -14,6 +14,7 @@ from mia_lightning.config.newer_attacks import (AttackRConfig, BaseConfig, Calib
 
 LIRA_VARIANCES = ("auto", "global", "per_example")
 LIRA_CENTERS = ("median", "mean")
+LIRA_TRANSFORMS = ("auto", "asinh", "none")
 DEFAULT_ATTACKS = ["threshold", "loss", "lira_online", "lira_offline", "rmia", "master",
                    "calibrated_loss", "attack_r", "base", "lira_calibrated", "ensemble", "stack"]
 
@@ -32,10 +33,19 @@ class LiraConfig:
     global_below: int = 64
     min_std: float = 1e-3
     center: str = "median"  # per-point centre of each side: median (the paper's code; robust) | mean
+    # phi's scale for the Gaussians: asinh (log-like tails) | none (the paper's phi) | auto: the one that
+    # scores best with each of up to transform_pseudo_targets shadows as the target, on up to
+    # transform_points points (README "LiRA's phi scale")
+    transform: str = "auto"
+    transform_pseudo_targets: int = 8
+    transform_points: int = 2000
 
     def validate(self, key: str) -> None:
         choice(self.variance, LIRA_VARIANCES, f"{key}.variance")
         choice(self.center, LIRA_CENTERS, f"{key}.center")
+        choice(self.transform, LIRA_TRANSFORMS, f"{key}.transform")
+        at_least(self.transform_pseudo_targets, 1, f"{key}.transform_pseudo_targets")
+        at_least(self.transform_points, 100, f"{key}.transform_points")
         positive(self.min_std, f"{key}.min_std")
         at_least(self.global_below, 0, f"{key}.global_below")
 
