@@ -74,7 +74,8 @@ def resolve_variance(variance: str, num_shadows: int, global_below: int) -> str:
 def scaled_phi(phi: Tensor, transform: str) -> Tensor:
     """phi on the scale LiRA fits its Gaussians on: `asinh` or `none`."""
     if transform not in SCALES:
-        raise MiaError(f"attack.lira.transform must be one of {TRANSFORMS}, got {transform!r}")
+        raise MiaError(f"attack.lira.transform must be one of {SCALES} here (`auto` is resolved by choose_transform "
+                       f"first; the config takes {TRANSFORMS}), got {transform!r}")
     return torch.asinh(phi) if transform == "asinh" else phi
 
 
@@ -147,7 +148,7 @@ def side_centers(inn: SideFit, out: SideFit) -> tuple[Tensor, Tensor]:
     return torch.where(has_in, inn.center, out.center + gap), torch.where(has_out, out.center, inn.center - gap)
 
 
-def _side_std(side: SideFit, other: SideFit, per_example: bool, min_std: float) -> Tensor:
+def side_std(side: SideFit, other: SideFit, per_example: bool, min_std: float) -> Tensor:
     """Std per point and query [N, A] (or [A] when global), clamped to >= min_std."""
     spread = side.global_var if side.global_var is not None else other.global_var
     if spread is None:
@@ -165,7 +166,7 @@ def _gaussian_logpdf(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
 
 def _one_sided(target_phi: Tensor, side: SideFit, other: SideFit, per_example: bool, min_std: float) -> Tensor:
     """sum_a log Phi((phi - mu) / s) with the side's own per-point mean (all points have one)."""
-    std = _side_std(side, other, per_example, min_std)
+    std = side_std(side, other, per_example, min_std)
     return torch.special.log_ndtr((target_phi - side.center) / std).sum(-1)
 
 
@@ -194,12 +195,12 @@ def lira_from_phi(target_phi: Tensor, shadow_phi: Tensor, keep: Tensor, *, onlin
             notes["fallback"] = "no IN shadow anywhere: offline test"
         return _one_sided(target_phi, out, inn, per_example, min_std), notes
     mu_in, mu_out = side_centers(inn, out)
-    std_out = _side_std(out, inn, per_example, min_std)
+    std_out = side_std(out, inn, per_example, min_std)
     if not per_example:
         notes["std_out"] = [float(v) for v in std_out]
     if not online:
         return torch.special.log_ndtr((target_phi - mu_out) / std_out).sum(-1), notes
-    std_in = _side_std(inn, out, per_example, min_std)
+    std_in = side_std(inn, out, per_example, min_std)
     if not per_example:
         notes["std_in"] = [float(v) for v in std_in]
     llr = _gaussian_logpdf(target_phi, mu_in, std_in) - _gaussian_logpdf(target_phi, mu_out, std_out)
@@ -281,15 +282,23 @@ def shadow_fits(ctx: AttackContext, center: str, transform: str) -> tuple[SideFi
                             lambda: fit_sides(lira_phi(ctx, "shadow", transform), ctx.inputs.keep, center))
 
 
+def lira_scores(ctx: AttackContext, online: bool) -> tuple[Tensor, dict[str, Any]]:
+    """Online or offline LiRA with the run's settings and scale, computed once per run: the
+    attacks and `stack`'s features share it."""
+    def compute() -> tuple[Tensor, dict[str, Any]]:
+        cfg: LiraConfig = ctx.attack.lira
+        transform, choice = lira_transform(ctx)
+        scores, notes = lira_from_phi(lira_phi(ctx, "target", transform), lira_phi(ctx, "shadow", transform),
+                                      ctx.inputs.keep, online=online, variance=cfg.variance,
+                                      global_below=cfg.global_below, min_std=cfg.min_std, center=cfg.center,
+                                      fits=shadow_fits(ctx, cfg.center, transform) if ctx.inputs.num_shadows else None)
+        return scores, {**notes, **choice, "transform": transform}
+    return ctx.signals.memo(("lira_scores", online), compute)
+
+
 def _run(ctx: AttackContext, online: bool) -> AttackResult:
-    cfg: LiraConfig = ctx.attack.lira
-    transform, choice = lira_transform(ctx)
-    scores, notes = lira_from_phi(lira_phi(ctx, "target", transform), lira_phi(ctx, "shadow", transform),
-                                  ctx.inputs.keep, online=online, variance=cfg.variance, global_below=cfg.global_below,
-                                  min_std=cfg.min_std, center=cfg.center,
-                                  fits=shadow_fits(ctx, cfg.center, transform) if ctx.inputs.num_shadows else None)
-    notes.update(choice, transform=transform)
-    return AttackResult(scores, held_out=False, notes=notes)
+    scores, notes = lira_scores(ctx, online)
+    return AttackResult(scores, held_out=False, notes=dict(notes))  # the registry adds to its own copy
 
 
 def run_lira_online(ctx: AttackContext) -> AttackResult:

@@ -25,18 +25,11 @@ from torch import Tensor
 
 from mia_lightning.attacks.base import AttackContext, AttackResult
 from mia_lightning.attacks.crossfit import cross_fit
-from mia_lightning.attacks.lira import SideFit, lira_from_phi, lira_phi, lira_transform, shadow_fits, side_centers
+from mia_lightning.attacks.lira import lira_scores, shadow_fits, side_centers, side_std
 from mia_lightning.attacks.rmia import log_prob_from_phi, log_reference_prob
 from mia_lightning.attacks.signals import entropy, max_confidence, true_class_log_prob
 from mia_lightning.config.attack import StackConfig
 from mia_lightning.utils.seeding import derive_seed
-
-
-def _global_std(out: SideFit, num_queries: int, min_std: float) -> Tensor:
-    """The OUT side's global std of phi per query [A] (1 where it has fewer than 2 values)."""
-    if out.global_var is None:
-        return torch.ones(num_queries, dtype=torch.float64)
-    return out.global_var.sqrt().clamp_min(min_std)
 
 
 def stack_features(ctx: AttackContext) -> tuple[Tensor, list[str]]:
@@ -51,17 +44,12 @@ def stack_features(ctx: AttackContext) -> tuple[Tensor, list[str]]:
     columns["entropy"] = entropy(inputs.target_logits[:, 0])
     if inputs.num_shadows and inputs.keep.any() and not inputs.keep.all():
         lira = ctx.attack.lira
-        transform, _ = lira_transform(ctx)
-        for online in (True, False):  # LiRA on its own scale (attack.lira.transform)
-            scores, _ = lira_from_phi(lira_phi(ctx, "target", transform), lira_phi(ctx, "shadow", transform),
-                                      inputs.keep, online=online, variance=lira.variance,
-                                      global_below=lira.global_below, min_std=lira.min_std, center=lira.center,
-                                      fits=shadow_fits(ctx, lira.center, transform))
-            columns["lira_online" if online else "lira_offline"] = scores
-        fits = shadow_fits(ctx, lira.center, "none")  # the raw-phi differences below
+        for online in (True, False):  # LiRA on its own scale (attack.lira.transform), as the attacks ran it
+            columns["lira_online" if online else "lira_offline"] = lira_scores(ctx, online)[0]
+        inn, out = shadow_fits(ctx, lira.center, "none")  # the raw-phi differences below
         shadow_phi = signals.phi("shadow")
-        mu_in, mu_out = side_centers(*fits)
-        std_out = _global_std(fits[1], phi.shape[1], lira.min_std)
+        mu_in, mu_out = side_centers(inn, out)
+        std_out = side_std(out, inn, per_example=False, min_std=lira.min_std)
         for query in range(phi.shape[1]):
             columns[f"phi_minus_out_q{query}"] = phi[:, query] - mu_out[:, query]
             columns[f"phi_minus_in_q{query}"] = phi[:, query] - mu_in[:, query]
