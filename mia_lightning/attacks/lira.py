@@ -14,17 +14,9 @@ query over all of that side's values (the paper's `np.std(dat_in)`). Points that
 saw IN (or OUT) borrow that side's centre as the other side's centre shifted by the
 average IN-OUT gap, so every K >= 1 gives finite scores; K = 0 falls back to phi itself.
 
-The scale the Gaussians are fitted on is `attack.lira.transform`: `none` (the paper's phi),
-`asinh` (asinh(phi): phi itself near 0, log(2 phi) in the tails, the order of the values
-kept), or `auto` (the default), the one of the two that scores best, by TPR at 5% plus at 1%
-FPR, when each of the first few shadows is the target and the others its shadows. Why: a
-well-fitted model's phi is heavy-tailed (on the default task the IN and OUT residuals about
-their medians reach 25-30 at the 99th percentile, around a spread of 1-2), so one global
-std per side is set by the tails and the Gaussians are too wide where most points lie; on
-the default task's shadows asinh lifted that pseudo-target TPR@1%FPR from 0.056 to 0.114.
-On other data raw phi wins (a light-tailed synthetic case in tests/test_attacks.py), so no
-one scale is right everywhere; the shadows' own membership chooses, never pub or priv, so
-LiRA stays an attack that reads no target membership.
+`attack.lira.transform` is the scale the Gaussians are fitted on: `none` (the paper's phi),
+`asinh`, or `auto`, which `choose_transform` decides on the shadows alone (heavy-tailed phi
+lets the tails set the global stds; README "LiRA's phi scale" has the measurements).
 """
 
 from __future__ import annotations
