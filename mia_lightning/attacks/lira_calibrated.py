@@ -31,7 +31,8 @@ from torch import Tensor
 
 from mia_lightning.attacks.base import AttackContext, AttackResult
 from mia_lightning.attacks.crossfit import cross_fit
-from mia_lightning.attacks.lira import lira_phi, lira_transform, shadow_fits, side_centers
+from mia_lightning.attacks.lira import side_centers
+from mia_lightning.attacks.lira_attack import lira_phi, lira_transform, shadow_fits
 from mia_lightning.errors import MiaError
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)

@@ -19,7 +19,7 @@ from mia_lightning.attacks.bayes_base import run_base
 from mia_lightning.attacks.cache import SignalCache
 from mia_lightning.attacks.calibrated_loss import run_attack_r, run_calibrated_loss
 from mia_lightning.attacks.ensemble import run_ensemble
-from mia_lightning.attacks.lira import run_lira_offline, run_lira_online
+from mia_lightning.attacks.lira_attack import run_lira_offline, run_lira_online
 from mia_lightning.attacks.lira_calibrated import run_lira_calibrated
 from mia_lightning.attacks.master import run_master
 from mia_lightning.attacks.qmia import run_qmia

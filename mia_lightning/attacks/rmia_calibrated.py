@@ -28,7 +28,8 @@ from torch import Tensor
 
 from mia_lightning.attacks.base import AttackContext, AttackResult
 from mia_lightning.attacks.crossfit import cross_fit
-from mia_lightning.attacks.lira import shadow_fits, side_centers
+from mia_lightning.attacks.lira import side_centers
+from mia_lightning.attacks.lira_attack import shadow_fits
 from mia_lightning.attacks.lira_calibrated import robust_line
 from mia_lightning.attacks.rmia import log_prob_from_phi, log_reference_prob, population_index, rmia_from_log_ratio
 from mia_lightning.errors import MiaError

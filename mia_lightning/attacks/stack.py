@@ -25,7 +25,8 @@ from torch import Tensor
 
 from mia_lightning.attacks.base import AttackContext, AttackResult
 from mia_lightning.attacks.crossfit import cross_fit
-from mia_lightning.attacks.lira import lira_scores, shadow_fits, side_centers, side_std
+from mia_lightning.attacks.lira import side_centers, side_std
+from mia_lightning.attacks.lira_attack import lira_scores, shadow_fits
 from mia_lightning.attacks.rmia import log_prob_from_phi, log_reference_prob
 from mia_lightning.attacks.signals import entropy, max_confidence, true_class_log_prob
 from mia_lightning.config.attack import StackConfig
