@@ -235,7 +235,7 @@ def test_the_beam_reaches_a_recipe_that_plain_descent_misses():
     beam = KnownObjective(SearchConfig(beam=2, knobs=knobs), ADAM15).run(TrainRecipe())
     assert descent.chosen.recipe.optimizer.name == "sgd"  # followed the decoy: heavy weight decay
     assert beam.chosen.recipe == ADAM15, describe(beam.chosen.recipe)
-    assert len(beam.candidates) <= SearchConfig().max_candidates
+    assert len(beam.candidates) <= SearchConfig().max_candidates + SearchConfig().refine
 
 
 def test_a_round_without_progress_shrinks_the_step_and_lands_between_grid_points():
@@ -243,6 +243,23 @@ def test_a_round_without_progress_shrinks_the_step_and_lands_between_grid_points
     found = KnownObjective(SearchConfig(knobs=["epochs"], rounds=8), hidden).run(TrainRecipe())
     assert found.chosen.recipe.epochs == 10, [(c.recipe.epochs, c.step) for c in found.candidates]
     assert min(c.step for c in found.candidates) < 1
+
+
+def test_a_search_whose_budget_ends_on_the_coarse_grid_still_refines_the_best_between_its_points():
+    hidden = with_changes(TrainRecipe(), {"epochs": 10}, "hidden")  # 30 -> 15 on the grid; 11 at step 0.5
+    knobs = ["lr", "epochs"]
+    coarse = KnownObjective(SearchConfig(knobs=knobs, max_candidates=7, refine=0), hidden).run(TrainRecipe())
+    assert coarse.chosen.recipe.epochs == 15 and max(c.round for c in coarse.candidates) == 2
+    refined = KnownObjective(SearchConfig(knobs=knobs, max_candidates=7), hidden).run(TrainRecipe())
+    assert refined.chosen.recipe.epochs == 11, [(c.recipe.epochs, c.step) for c in refined.candidates]
+    last = [c for c in refined.candidates if c.round == 3]
+    assert len(last) == 4 and {c.step for c in last} == {0.5}  # lr x3**+-0.5, epochs x2**+-0.5 of 15 epochs
+    assert {c.recipe.epochs for c in last} == {15, 11, 21}
+    # a search that already reached the finest step adds nothing
+    fine = KnownObjective(SearchConfig(knobs=["epochs"], rounds=8), hidden).run(TrainRecipe())
+    assert min(c.step for c in fine.candidates) == SearchConfig().min_step
+    assert len(fine.candidates) == len(KnownObjective(SearchConfig(knobs=["epochs"], rounds=8, refine=0),
+                                                      hidden).run(TrainRecipe()).candidates)
 
 
 class BatchRecorder:

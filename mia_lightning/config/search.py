@@ -45,6 +45,11 @@ class SearchConfig:
     augments: list[str] = field(default_factory=lambda: list(AUGMENTS))  # crop_flip: 4-pixel crop + flip
     label_smoothings: list[float] = field(default_factory=lambda: [0.0, 0.1])
     max_epochs: int = 200  # moves never go beyond this many epochs
+    # after the rounds (or the budget) end, one last round beyond max_candidates: at most this
+    # many numeric moves (lr, epochs, weight decay) of the best recipe at the next smaller step,
+    # so a search whose budget went to the coarse grid still looks between its points (0: off).
+    # Skipped when the search already reached min_step. 6: every numeric move of one recipe
+    refine: int = 6
     # an explicit list instead of the descent: each entry changes the given recipe, e.g.
     # [{epochs: 15, optimizer: {name: adam, lr: 1e-3}}, {augment: {crop_padding: 4, flip: true}}]
     candidates: List[Dict[str, Any]] = field(default_factory=list)
@@ -68,6 +73,7 @@ class SearchConfig:
         choice(self.pilots, (1, 2), f"{key}.pilots")
         at_least(self.rounds, 1, f"{key}.rounds")
         at_least(self.max_candidates, 1, f"{key}.max_candidates")
+        at_least(self.refine, 0, f"{key}.refine")
         at_least(self.beam, 1, f"{key}.beam")
         at_least(self.mix, 1, f"{key}.mix")
         at_least(self.mix_within, 1, f"{key}.mix_within")

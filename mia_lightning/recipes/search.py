@@ -9,7 +9,8 @@ the runner-up leads to it; expanding both costs one more round's moves, not a re
 A round in which nothing beats the best shrinks the numeric steps (`shrink`: lr, epochs
 and weight decay move by their factors to the power `step`), so the search can settle
 between grid points; the round limit, the candidate budget or a step below `min_step`
-ends it. A round's candidates are all listed before any is scored, so with
+ends it; then `refine` more candidates, the best's numeric moves at the next smaller step,
+are the last round. A round's candidates are all listed before any is scored, so with
 `shadow.search.workers` > 1 their pilots train side by side (recipes/parallel.py) and are
 then scored in the same order as without. A candidate's
 pilots are shadows 0 (and 1) of its recipe's ordinary store entry, so the chosen
@@ -112,7 +113,7 @@ class RecipeSearch:
     def _report(self, candidate: Candidate, best: Candidate) -> None:
         pilot = candidate.pilots[0] if candidate.pilots else {}
         log.info("recipe search [%d/%d] round %d, %s: %s %.4f (best %.4f) | pilot train acc %.3f test acc %.3f | %.0f s",
-                 len(self.evaluated), self.settings.max_candidates, candidate.round, candidate.move
+                 len(self.evaluated), self.settings.max_candidates + self.settings.refine, candidate.round, candidate.move
                  + (f" (step {candidate.step:g})" if candidate.step < 1 else ""),
                  self.settings.match, self.score(candidate), self.score(best), pilot.get("train_acc", float("nan")),
                  pilot.get("test_acc", float("nan")), candidate.seconds)
@@ -136,7 +137,7 @@ class RecipeSearch:
         self._pretrain([start, *(recipe for _, recipe in self._round_moves([start], 1.0, reserved=1))])
         best = self.evaluate(start, "given", 0)
         self._report(best, best)
-        step, expanded = 1.0, set()
+        step, expanded, round_ = 1.0, set(), 0
         for round_ in range(1, self.settings.rounds + 1):
             ranked = sorted(self.evaluated.items(), key=lambda item: self.score(item[1]))
             parents = [(key, c) for key, c in ranked if (key, step) not in expanded][: self.settings.beam]
@@ -154,8 +155,25 @@ class RecipeSearch:
             if not improved:
                 step *= self.settings.shrink
                 if step < self.settings.min_step - 1e-9:
-                    break
-        return self._finish(best, began)
+                    return self._finish(best, began)  # the finest step was tried already
+        return self._finish(self._refine(best, step * self.settings.shrink, round_ + 1), began)
+
+    def _refine(self, best: Candidate, step: float, round_: int) -> Candidate:
+        """The last round, beyond `max_candidates`: at most `refine` numeric moves of the best
+        recipe at the next smaller step, which a budget spent on the coarse grid never reaches
+        (a real target's recipe lies between its points: 10 epochs between 8 and 15)."""
+        if step < self.settings.min_step - 1e-9:
+            return best
+        listed = [(move, recipe) for move, recipe in moves(best.recipe, self.settings, step)
+                  if self._key(recipe) not in self.evaluated][: self.settings.refine]
+        self._pretrain([recipe for _, recipe in listed])
+        chosen = best
+        for move, recipe in listed:
+            candidate = self.evaluate(recipe, move, round_, step)
+            self._report(candidate, chosen)
+            if self.score(candidate) < self.score(chosen) - 1e-12:
+                chosen = candidate
+        return chosen
 
     def _round_moves(self, parents: list[TrainRecipe], step: float,
                      reserved: int = 0) -> list[tuple[str, TrainRecipe]]:
