@@ -50,6 +50,11 @@ class SearchConfig:
     # so a search whose budget went to the coarse grid still looks between its points (0: off).
     # Skipped when the search already reached min_step. 6: every numeric move of one recipe
     refine: int = 6
+    # then the `finalists` best candidates are scored again on `finalist_pilots` pilots each
+    # (shadows 0..n-1 of their entry; 2: a complementary pair) and the best mean is chosen: one
+    # pilot's score is mostly its seed (README "The recipe search"). finalists=1: off
+    finalists: int = 3
+    finalist_pilots: int = 2
     # an explicit list instead of the descent: each entry changes the given recipe, e.g.
     # [{epochs: 15, optimizer: {name: adam, lr: 1e-3}}, {augment: {crop_padding: 4, flip: true}}]
     candidates: List[Dict[str, Any]] = field(default_factory=list)
@@ -74,6 +79,8 @@ class SearchConfig:
         at_least(self.rounds, 1, f"{key}.rounds")
         at_least(self.max_candidates, 1, f"{key}.max_candidates")
         at_least(self.refine, 0, f"{key}.refine")
+        at_least(self.finalists, 1, f"{key}.finalists")
+        at_least(self.finalist_pilots, 1, f"{key}.finalist_pilots")
         at_least(self.beam, 1, f"{key}.beam")
         at_least(self.mix, 1, f"{key}.mix")
         at_least(self.mix_within, 1, f"{key}.mix_within")

@@ -10,7 +10,8 @@ A round in which nothing beats the best shrinks the numeric steps (`shrink`: lr,
 and weight decay move by their factors to the power `step`), so the search can settle
 between grid points; the round limit, the candidate budget or a step below `min_step`
 ends it; then `refine` more candidates, the best's numeric moves at the next smaller step,
-are the last round. A round's candidates are all listed before any is scored, so with
+are the last round, and the `finalists` best are scored again on more pilots before the
+choice. A round's candidates are all listed before any is scored, so with
 `shadow.search.workers` > 1 their pilots train side by side (recipes/parallel.py) and are
 then scored in the same order as without. A candidate's
 pilots are shadows 0 (and 1) of its recipe's ordinary store entry, so the chosen
@@ -95,17 +96,44 @@ class RecipeSearch:
             return self.evaluated[key]
         start = time.monotonic()
         job = self.job_for(recipe)
-        pilots = list(range(self.settings.pilots))
-        trained = ensure_shadows(job, pilots)  # nothing left to train when a worker did it
-        by_worker, worker_seconds = self.pretrained.get(key, ([], 0.0))
-        phi = [true_class_margin(shadow_logits(job, i, self.queries), self.labels) for i in pilots]
-        scores = criteria(self.target_phi, torch.stack(phi), job.keep[: len(pilots)], self.pub_index, self.pub_member)
-        summaries = [{**(job.store.summary(i) or {}), "trained_here": i in trained or i in by_worker}
-                     for i in pilots]
+        scores, summaries, worker_seconds = self._score_pilots(key, job, self.settings.pilots)
         candidate = Candidate(move, round_, step, recipe, str(job.store.dir), scores, summaries,
                               time.monotonic() - start + worker_seconds)
         self.evaluated[key] = candidate
         return candidate
+
+    def _score_pilots(self, key: str, job: ShadowJob, count: int) -> tuple[dict[str, float], list[dict], float]:
+        """The criteria over pilots 0..count-1 of a recipe's entry (trained here unless a worker or
+        the store has them), the pilots' summaries, and the seconds a worker spent on them."""
+        pilots = list(range(count))
+        trained = ensure_shadows(job, pilots)  # nothing left to train when a worker did it
+        by_worker, worker_seconds = self.pretrained.get(key, ([], 0.0))
+        phi = [true_class_margin(shadow_logits(job, i, self.queries), self.labels) for i in pilots]
+        scores = criteria(self.target_phi, torch.stack(phi), job.keep[:count], self.pub_index, self.pub_member)
+        summaries = [{**(job.store.summary(i) or {}), "trained_here": i in trained or i in by_worker}
+                     for i in pilots]
+        return scores, summaries, worker_seconds
+
+    def confirm(self, best: Candidate) -> Candidate:
+        """The `finalists` best candidates scored again on `finalist_pilots` pilots each (their
+        mean), and the best of them: one pilot's score is mostly its training seed (on `short10`
+        the 8 shadows of one recipe scored 0.19-0.34), so a lucky pilot must not decide."""
+        count = self.settings.finalist_pilots
+        if self.settings.finalists < 2 or count <= self.settings.pilots:
+            return best
+        finalists = sorted(self.evaluated.values(), key=self.score)[: self.settings.finalists]
+        self._pretrain([c.recipe for c in finalists], count, again=True)
+        for candidate in finalists:
+            start, before, earlier = time.monotonic(), self.score(candidate), candidate.pilots
+            key = self._key(candidate.recipe)
+            candidate.scores, candidate.pilots, worker_seconds = self._score_pilots(
+                key, self.job_for(candidate.recipe), count)
+            for old, new in zip(earlier, candidate.pilots):  # trained by this search in its rounds
+                new["trained_here"] = new["trained_here"] or old.get("trained_here", False)
+            candidate.seconds += time.monotonic() - start + worker_seconds
+            log.info("recipe search: finalist %s: %s %.4f on %d pilots (%.4f on %d)", describe(candidate.recipe),
+                     self.settings.match, self.score(candidate), count, before, self.settings.pilots)
+        return min(finalists, key=self.score)
 
     def score(self, candidate: Candidate) -> float:
         return candidate.scores[self.settings.match]
@@ -191,16 +219,17 @@ class RecipeSearch:
                     listed.append((move, recipe))
         return listed
 
-    def _pretrain(self, recipes: list[TrainRecipe]) -> None:
-        """With workers (`shadow.search.workers` > 1), train these candidates' pilots at once,
-        before they are scored one by one as without workers."""
+    def _pretrain(self, recipes: list[TrainRecipe], count: int = 0, again: bool = False) -> None:
+        """With workers (`shadow.search.workers` > 1), train these candidates' pilots (`count`,
+        default `pilots`) at once, before they are scored one by one as without workers
+        (`again`: candidates already scored, now on more pilots)."""
         if self.pool is None:
             return
-        pilots = list(range(self.settings.pilots))
+        pilots = list(range(count or self.settings.pilots))
         jobs: dict[str, ShadowJob] = {}
         for recipe in recipes:
             key = self._key(recipe)
-            if key not in self.evaluated and key not in self.pretrained and key not in jobs:
+            if again or (key not in self.evaluated and key not in self.pretrained and key not in jobs):
                 jobs[key] = self.job_for(recipe)
         unfinished = sum(not all(job.store.is_done(i) for i in pilots) for job in jobs.values())
         if unfinished:  # (pilots already in the store are only scored)
@@ -214,6 +243,7 @@ class RecipeSearch:
         return config_hash(recipe_values(recipe))
 
     def _finish(self, best: Candidate, began: float) -> SearchResult:
+        best = self.confirm(best)
         log.info("recipe search chose %s (%s %.4f) after %d candidates, %.0f s",
                  describe(best.recipe), self.settings.match, self.score(best), len(self.evaluated),
                  time.monotonic() - began)

@@ -65,13 +65,14 @@ def shadow_recipe(run: Run, task: Task) -> RecipeChoice:
 
 
 def runners_up(record: dict[str, Any], count: int, within: float = math.inf) -> tuple[TrainRecipe, ...]:
-    """Up to `count` best candidates of a search record after the chosen one (by its criterion),
+    """Up to `count` best candidates of a search record after the chosen one (by its criterion;
+    the finalists, scored on more pilots, before the rest, whose one-pilot scores are noisier),
     leaving out (with a log line) any that scored more than `within` times the chosen one."""
     if count <= 0:
         return ()
     match, chosen = record["match"], record["chosen"]
     ranked = sorted((c for c in record["candidates"] if c["recipe"] != chosen["recipe"] and match in c["scores"]),
-                    key=lambda c: c["scores"][match])[:count]
+                    key=lambda c: (-len(c.get("pilots", [])), c["scores"][match]))[:count]
     best = chosen["scores"][match]
     close = [c for c in ranked if c["scores"][match] <= within * best]
     for far in ranked[len(close):]:
@@ -114,7 +115,7 @@ def search(run: Run, task: Task) -> dict[str, Any]:
     gpus = PilotPool.visible_gpus(run.trainer.wants_gpu)
     workers = PilotPool(settings.workers, gpus) if settings.workers > 1 else None
     with run.timed("calibrate"), workers or nullcontext() as pool:
-        engine = RecipeSearch(settings, lambda recipe: shadow_job(run, task, recipe, rows=settings.pilots),
+        engine = RecipeSearch(settings, lambda recipe: shadow_job(run, task, recipe, rows=max(settings.pilots, settings.finalist_pilots)),
                               logits, task.pool_labels, pub, task.pub.membership.bool(), pool)
         result = engine.run(start)
     record = {"key": key, **result.as_json(settings)}
