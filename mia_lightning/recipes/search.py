@@ -155,12 +155,7 @@ class RecipeSearch:
             self._pretrain([start, *(recipe for _, recipe in listed)])
             best = self.evaluate(start, "given", 0)
             self._report(best, best)
-            for move, recipe in listed:
-                candidate = self.evaluate(recipe, move, 1)
-                self._report(candidate, best)
-                if self.score(candidate) < self.score(best) - 1e-12:
-                    best = candidate
-            return self._finish(best, began)
+            return self._finish(self._score_listed(listed, 1, 1.0, best), began)
         # round 1's parent is the start whatever it scores, so its pilots train alongside round 1's
         self._pretrain([start, *(recipe for _, recipe in self._round_moves([start], 1.0, reserved=1))])
         best = self.evaluate(start, "given", 0)
@@ -172,12 +167,8 @@ class RecipeSearch:
             expanded.update((key, step) for key, _ in parents)
             listed = self._round_moves([parent.recipe for _, parent in parents], step)
             self._pretrain([recipe for _, recipe in listed])
-            improved = False
-            for move, recipe in listed:
-                candidate = self.evaluate(recipe, move, round_, step)
-                self._report(candidate, best)
-                if self.score(candidate) < self.score(best) - 1e-12:
-                    best, improved = candidate, True
+            before, best = best, self._score_listed(listed, round_, step, best)
+            improved = best is not before
             if len(self.evaluated) >= self.settings.max_candidates:
                 break
             if not improved:
@@ -195,13 +186,17 @@ class RecipeSearch:
         listed = [(move, recipe) for move, recipe in moves(best.recipe, self.settings, step)
                   if self._key(recipe) not in self.evaluated][: self.settings.refine]
         self._pretrain([recipe for _, recipe in listed])
-        chosen = best
+        return self._score_listed(listed, round_, step, best)
+
+    def _score_listed(self, listed: list[tuple[str, TrainRecipe]], round_: int, step: float,
+                      best: Candidate) -> Candidate:
+        """Score a round's listed candidates in order, one log line each; the best so far after them."""
         for move, recipe in listed:
             candidate = self.evaluate(recipe, move, round_, step)
-            self._report(candidate, chosen)
-            if self.score(candidate) < self.score(chosen) - 1e-12:
-                chosen = candidate
-        return chosen
+            self._report(candidate, best)
+            if self.score(candidate) < self.score(best) - 1e-12:
+                best = candidate
+        return best
 
     def _round_moves(self, parents: list[TrainRecipe], step: float,
                      reserved: int = 0) -> list[tuple[str, TrainRecipe]]:

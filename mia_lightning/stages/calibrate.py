@@ -115,7 +115,8 @@ def search(run: Run, task: Task) -> dict[str, Any]:
     gpus = PilotPool.visible_gpus(run.trainer.wants_gpu)
     workers = PilotPool(settings.workers, gpus) if settings.workers > 1 else None
     with run.timed("calibrate"), workers or nullcontext() as pool:
-        engine = RecipeSearch(settings, lambda recipe: shadow_job(run, task, recipe, rows=max(settings.pilots, settings.finalist_pilots)),
+        rows = max(settings.pilots, settings.finalist_pilots)
+        engine = RecipeSearch(settings, lambda recipe: shadow_job(run, task, recipe, rows=rows),
                               logits, task.pool_labels, pub, task.pub.membership.bool(), pool)
         result = engine.run(start)
     record = {"key": key, **result.as_json(settings)}
