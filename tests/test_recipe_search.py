@@ -15,13 +15,15 @@ import pytest
 import torch
 
 from conftest import REPO, make_cfg
-from mia_lightning.config.recipe import TrainRecipe, with_changes
+from mia_lightning.config.recipe import TrainRecipe, recipe_values, with_changes
 from mia_lightning.config.search import SearchConfig
 from mia_lightning.errors import MiaError
+from mia_lightning.io.locks import FileLock
 from mia_lightning.pipeline import run_pipeline
 from mia_lightning.recipes.match import criteria
 from mia_lightning.recipes.moves import describe, moves
 from mia_lightning.recipes.search import Candidate, RecipeSearch
+from mia_lightning.shadows.store import ShadowStore
 
 
 def test_every_move_changes_exactly_one_knob():
@@ -220,6 +222,7 @@ class KnownObjective(RecipeSearch):
     def __init__(self, settings: SearchConfig, hidden: TrainRecipe, pool=None) -> None:
         self.settings, self.hidden, self.evaluated = settings, hidden, {}
         self.pool, self.pretrained = pool, {}
+        self.job_for = lambda recipe: SimpleNamespace(store=SimpleNamespace(is_done=lambda index: True))
 
     def evaluate(self, recipe, move, round_, step=1.0):
         key = self._key(recipe)
@@ -307,6 +310,37 @@ def test_with_workers_each_round_is_listed_before_it_is_scored_and_the_search_is
         assert all(order.index(key) >= scored_before for key in keys)
     with pytest.raises(MiaError, match="shadow.search.workers"):
         SearchConfig(workers=0).validate()
+
+
+def test_without_workers_a_candidate_whose_pilot_another_process_trains_is_scored_after_the_free_ones(
+        tmp_path, caplog):
+    """Two searches on one store (a study run and a second process beside it) walk the same
+    list: one must not wait on the pilot the other is training while a later one is free.
+    The held candidate is scored last in its round; the record (candidates in order, hence the
+    next round's parents) and the choice stay the plain order's. The lock is a real one, on
+    a real store entry's lock file."""
+    knobs = ["optimizer", "epochs", "weight_decay"]
+    alone = KnownObjective(SearchConfig(knobs=knobs), ADAM15).run(TrainRecipe())
+    search = KnownObjective(SearchConfig(knobs=knobs), ADAM15)
+    first_of_round_1 = next(c.recipe for c in alone.candidates if c.round == 1)
+    held = ShadowStore(tmp_path, "task", recipe_values(first_of_round_1))  # the others' pilots are done
+    done = search.job_for
+    search.job_for = lambda recipe: SimpleNamespace(store=held, stack=1) if recipe == first_of_round_1 else done(recipe)
+    other_process = FileLock(held.lock_path(0))
+    assert other_process.try_acquire()
+    try:
+        with caplog.at_level("INFO", logger="mia"):
+            beside = search.run(TrainRecipe())
+    finally:
+        other_process.release()
+    assert [c.recipe for c in beside.candidates] == [c.recipe for c in alone.candidates]  # recorded in listed order
+    assert beside.chosen.recipe == alone.chosen.recipe == ADAM15
+    held_move = next(c.move for c in alone.candidates if c.round == 1)
+    scored_in_round_1 = [r.getMessage().split("round 1, ")[1].split(":")[0] for r in caplog.records
+                         if "] round 1, " in r.getMessage()]
+    assert scored_in_round_1[-1] == held_move and scored_in_round_1[0] != held_move, scored_in_round_1
+    assert caplog.text.count(f"another process is training the pilots of {describe(first_of_round_1)}") == 1
+    assert not held.is_done(0) and "training" not in caplog.text.replace("is training", "")  # it only tried the lock
 
 
 def test_each_worker_of_a_multi_gpu_run_sees_one_gpu(monkeypatch):

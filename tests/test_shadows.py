@@ -19,6 +19,8 @@ from mia_lightning.logits.logits_file import read_logits
 from mia_lightning.logits.queries import parse_queries
 from mia_lightning.models.resnet import Normalize, build_resnet18
 from mia_lightning.pipeline import open_run, run_pipeline
+from mia_lightning.shadows.runner import ensure_shadows
+from mia_lightning.stages.shadows import shadow_set
 from mia_lightning.stages.task import obtain_task
 
 
@@ -133,6 +135,27 @@ def test_a_trainer_holds_only_the_shadow_it_trains_so_a_second_run_can_take_the_
 
     kill_at_first_checkpoint([*TINY, "stage=shadows", "shadow.count=4", "shadow.epochs=5"], tmp_path, probe)
     assert free == [True, True]
+
+
+def test_without_waiting_a_run_trains_the_free_shadows_and_leaves_those_another_process_trains(
+        tiny_task_dir, tmp_path, caplog):
+    """ensure_shadows(wait=False), as a search uses it beside another search on the same store:
+    it trains what no other process holds and returns at once instead of waiting for the rest."""
+    fresh_store(tiny_task_dir, tmp_path)
+    run = open_run(make_cfg(*TINY, "shadow.epochs=1", f"store.root={tmp_path}"), tmp_path / "run")
+    job = shadow_set(run, obtain_task(run)).job
+    other_process = FileLock(job.store.lock_path(0))
+    assert other_process.try_acquire()
+    try:
+        with caplog.at_level("INFO", logger="mia"):
+            trained = ensure_shadows(job, [0, 1], wait=False)
+            assert ensure_shadows(job, [0], wait=False) == {}  # nothing free: back at once, nothing said
+    finally:
+        other_process.release()
+    assert sorted(trained) == [1] and job.store.is_done(1) and not job.store.is_done(0)
+    assert caplog.text.count("that no other process is training") == 1  # the first call's
+    assert "waiting for" not in caplog.text
+    assert sorted(ensure_shadows(job, [0, 1])) == [0]  # released: the next call takes it over
 
 
 def test_multirun_over_shadow_only_fills_one_dir_per_job(tiny_task_dir, tmp_path):

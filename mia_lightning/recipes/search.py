@@ -13,7 +13,9 @@ ends it; then `refine` more candidates, the best's numeric moves at the next sma
 are the last round, and the `finalists` best are scored again on more pilots before the
 choice. A round's candidates are all listed before any is scored, so with
 `shadow.search.workers` > 1 their pilots train side by side (recipes/parallel.py) and are
-then scored in the same order as without. A candidate's
+then scored in the same order as without. Without workers, a candidate whose pilots
+another process is training (a second search on the same store) is scored after the
+round's free ones, and recorded in listed order all the same. A candidate's
 pilots are shadows 0 (and 1) of its recipe's ordinary store entry, so the chosen
 recipe's full shadow set keeps them, and a rerun or another job retrains nothing.
 priv's membership is never read: only pub's, through `pub_member`.
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -123,7 +125,9 @@ class RecipeSearch:
             return best
         finalists = sorted(self.evaluated.values(), key=self.score)[: self.settings.finalists]
         self._pretrain([c.recipe for c in finalists], count, again=True)
-        for candidate in finalists:
+        by_key = {self._key(c.recipe): c for c in finalists}
+        order = self._free_first([(c.move, c.recipe) for c in finalists], count)
+        for candidate in (by_key[self._key(recipe)] for _, recipe in order):
             start, before, earlier = time.monotonic(), self.score(candidate), candidate.pilots
             key = self._key(candidate.recipe)
             candidate.scores, candidate.pilots, worker_seconds = self._score_pilots(
@@ -190,13 +194,53 @@ class RecipeSearch:
 
     def _score_listed(self, listed: list[tuple[str, TrainRecipe]], round_: int, step: float,
                       best: Candidate) -> Candidate:
-        """Score a round's listed candidates in order, one log line each; the best so far after them."""
-        for move, recipe in listed:
+        """Score a round's listed candidates, one log line each; the best so far after them.
+        Whatever order they were scored in, they are recorded and compared in listed order,
+        so the next round's parents (ties included) and the choice do not depend on it."""
+        shown, new = best, list(dict.fromkeys(key for key in map(self._key, (r for _, r in listed))
+                                              if key not in self.evaluated))
+        for move, recipe in self._free_first(listed, self.settings.pilots):
             candidate = self.evaluate(recipe, move, round_, step)
-            self._report(candidate, best)
+            self._report(candidate, shown)
+            shown = min(shown, candidate, key=self.score)
+        for key in new:
+            self.evaluated[key] = self.evaluated.pop(key)
+        for move, recipe in listed:
+            candidate = self.evaluated[self._key(recipe)]
             if self.score(candidate) < self.score(best) - 1e-12:
                 best = candidate
         return best
+
+    def _free_first(self, listed: list[tuple[str, TrainRecipe]], count: int) -> Iterator[tuple[str, TrainRecipe]]:
+        """The listed candidates, each time the first whose `count` pilots are all done once
+        this process has trained those no other process is training (the first left, whose
+        pilots it then waits for, when there is none). Why: two searches on one store (a second
+        process beside a study run) walk the same list, and waiting on the other's pilot left
+        a core idle while the next pilot was free. Workers (`_pretrain`) have already trained
+        every pilot, so with them this is the listed order."""
+        left, told, pilots = list(listed), set(), list(range(count))
+        jobs = {} if self.pool is not None else {self._key(recipe): self.job_for(recipe) for _, recipe in left}
+        self.pretrained.update({key: ([], 0.0) for key in jobs})  # what this pass trains ahead of scoring
+        while left:
+            at = next((at for at, (_, recipe) in enumerate(left) if self._train_unclaimed(jobs, recipe, pilots)), 0)
+            if at and self._key(left[0][1]) not in told:
+                told.add(self._key(left[0][1]))
+                log.info("recipe search: another process is training the pilots of %s; scoring the next ones first",
+                         describe(left[0][1]))
+            yield left.pop(at)
+
+    def _train_unclaimed(self, jobs: dict[str, ShadowJob], recipe: TrainRecipe, pilots: list[int]) -> bool:
+        """Whether the recipe's pilots are all done after training those no other process is
+        training (never waiting); what it trains counts as pre-trained for `_score_pilots`."""
+        key = self._key(recipe)
+        if key not in jobs:  # workers: all trained already
+            return True
+        job = jobs[key]
+        if not all(job.store.is_done(i) for i in pilots):
+            start, (before, seconds) = time.monotonic(), self.pretrained[key]
+            trained = ensure_shadows(job, pilots, wait=False)
+            self.pretrained[key] = (sorted([*before, *trained]), seconds + time.monotonic() - start)
+        return all(job.store.is_done(i) for i in pilots)
 
     def _round_moves(self, parents: list[TrainRecipe], step: float,
                      reserved: int = 0) -> list[tuple[str, TrainRecipe]]:

@@ -45,22 +45,29 @@ def _train_claimed(job: ShadowJob, claimed: list[tuple[int, FileLock]], trained:
             lock.release()
 
 
-def ensure_shadows(job: ShadowJob, indices: list[int]) -> dict[int, dict[str, Any]]:
-    """Make sure every shadow in `indices` is done; returns the summaries of those trained here."""
+def ensure_shadows(job: ShadowJob, indices: list[int], wait: bool = True) -> dict[int, dict[str, Any]]:
+    """Make sure every shadow in `indices` is done; returns the summaries of those trained here.
+    `wait=False`: train only those no other process is training, and return (some may be
+    left undone) instead of waiting for the others: a caller with other work does that first."""
     job.store.prepare()
     pending = [i for i in indices if not job.store.is_done(i)]
     trained: dict[int, dict[str, Any]] = {}
-    if pending:
+    if pending and wait:
         log.info("training %d of %d shadows (%d already in the store) in %s", len(pending), len(indices),
                  len(indices) - len(pending), job.store.dir)
     while pending:
         claimed = _claim_next(job, pending)
         if claimed:
+            if not wait and not trained:  # (said only when this call trains something)
+                log.info("training those of %d unfinished shadows that no other process is training, in %s",
+                         len(pending), job.store.dir)
             _train_claimed(job, claimed, trained)
             unfinished = [index for index, _ in claimed if not job.store.is_done(index)]
             if unfinished:
                 raise MiaError(f"shadows {unfinished} are still not done in {job.store.dir}")
-        else:  # every one left is another process's now
+        elif not wait:  # every one left is another process's now
+            break
+        else:
             _wait_for_other(job, pending[0])
         pending = [i for i in pending if not job.store.is_done(i)]
     return trained
