@@ -32,12 +32,15 @@ class RecipeChoice:
     candidates: int = 0
     seconds: float = 0.0
     also: tuple[TrainRecipe, ...] = ()  # shadow.search.mix > 1: the runners-up that share the shadow set
+    tied: bool = False  # the search's best two finalists differ by less than their standard error on pub
 
     def as_json(self) -> dict[str, Any]:
         out = {"mode": self.mode, "chosen": recipe_values(self.recipe), "describe": describe(self.recipe),
                "search": self.search, "candidates": self.candidates, "seconds": round(self.seconds, 2)}
         if self.also:
             out["mixed_with"] = [{"recipe": recipe_values(r), "describe": describe(r)} for r in self.also]
+        if self.tied:
+            out["finalists_tied"] = True
         return out
 
 

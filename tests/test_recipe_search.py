@@ -20,8 +20,9 @@ from mia_lightning.config.search import SearchConfig
 from mia_lightning.errors import MiaError
 from mia_lightning.io.locks import FileLock
 from mia_lightning.pipeline import run_pipeline
-from mia_lightning.recipes.match import criteria
+from mia_lightning.recipes.match import criteria, seed_tie
 from mia_lightning.recipes.moves import describe, moves
+from mia_lightning.recipes.record import pilot_cost, write_record
 from mia_lightning.recipes.search import Candidate, RecipeSearch
 from mia_lightning.shadows.store import ShadowStore
 
@@ -123,6 +124,12 @@ def test_the_search_picks_the_targets_recipe_and_records_every_candidate(searche
     assert record["match"] == "distribution"  # the default criterion
     best = min(record["candidates"], key=lambda c: c["scores"][record["match"]])
     assert best["recipe"] == chosen
+    for candidate in record["candidates"]:  # each pilot's own score: the candidate's is their mean
+        per_pilot = [p["score"] for p in candidate["pilots"]]
+        assert sum(per_pilot) / 2 == pytest.approx(candidate["scores"]["distribution"], rel=1e-9)
+    assert isinstance(record["finalists_tied"], bool) and record["pilot_spread"] >= 0
+    assert record["pilot_trainings"] == 6 and record["pilot_seconds"] > 0 and record["processes"] == 1
+    assert 0 < record["finished"] - record["started"] <= record["seconds"] + 1
     # the chosen pilot is shadow 0 of an ordinary store entry, which also holds a copy of the record
     entry = Path(record["chosen"]["entry"])
     assert (entry / "shadow_000" / "done").is_file() and (entry / "recipe_search.json").is_file()
@@ -162,6 +169,8 @@ def test_the_chosen_recipe_trains_the_shadows_and_the_report_says_so(searched, t
     recipe = json.loads((Path(metrics["store"]) / "recipe.json").read_text())
     assert recipe["optimizer"]["name"] == "adam" and metrics["recipe"]["mode"] == "auto"
     assert metrics["recipe"]["chosen"]["optimizer"]["name"] == "adam" and metrics["recipe"]["search"]
+    search = json.loads(Path(metrics["recipe"]["search"]).read_text())
+    assert metrics["recipe"].get("finalists_tied", False) == search["finalists_tied"]  # told where a user reads
 
 
 @pytest.mark.slow
@@ -211,6 +220,49 @@ def test_mix_takes_only_runners_up_that_score_close_to_the_chosen_recipe(caplog)
     assert [r.epochs for r in runners_up(record, 2, within=10.0)] == [11, 8]
     with pytest.raises(MiaError, match="shadow.search.mix_within"):
         SearchConfig(mix_within=0.5).validate()
+
+
+def test_records_of_two_processes_on_one_search_merge_their_pilots_and_wall_time(searched, tmp_path):
+    """Two processes ran the same search (each trained some pilots, through the store's locks):
+    the record the second one writes counts every pilot either trained, the wall time from the
+    first start to the last end, and both processes; a stale record of another search is
+    replaced, not merged. Real records of the `searched` store, real files."""
+    (record_path,) = searched.glob("*/recipe_search_*.json")
+    record = json.loads(record_path.read_text())
+
+    def as_process(first_half: bool, started: float, finished: float) -> dict:
+        mine = json.loads(json.dumps(record))
+        for at, candidate in enumerate(mine["candidates"]):
+            for pilot in candidate["pilots"]:
+                pilot["trained_here"] = (at < 2) == first_half
+        trainings, pilot_seconds = pilot_cost(mine["candidates"])
+        return {**mine, "started": started, "finished": finished, "seconds": finished - started,
+                "processes": 1, "pilot_trainings": trainings, "pilot_seconds": pilot_seconds}
+
+    one, two = as_process(True, 100.0, 400.0), as_process(False, 150.0, 500.0)
+    assert one["pilot_trainings"] == 4 and two["pilot_trainings"] == 2  # 3 candidates x 2 pilots
+    path, copy = tmp_path / "recipe_search_x.json", tmp_path / "entry_recipe_search.json"
+    write_record(path, one)
+    merged = write_record(path, two, copies=(copy,))
+    assert json.loads(path.read_text()) == json.loads(copy.read_text()) == merged
+    assert merged["pilot_trainings"] == 6 and merged["processes"] == 2
+    assert merged["pilot_seconds"] == pytest.approx(one["pilot_seconds"] + two["pilot_seconds"], abs=0.02)
+    assert (merged["started"], merged["finished"], merged["seconds"]) == (100.0, 500.0, 400.0)
+    assert merged["chosen"] == record["chosen"]
+    stale = {**as_process(True, 600.0, 700.0), "key": {"another": "search"}}
+    assert write_record(path, stale) == stale  # another search's record: replaced as it is
+
+
+def test_finalists_whose_means_differ_by_less_than_their_standard_error_are_a_tie():
+    """The smooth search's finalists: per-pilot scores spread ~0.018 while the means lay 0.007
+    apart, so pub cannot tell them apart. Clearly separated finalists are no tie."""
+    def tie(per_pilot: list[list[float]]) -> tuple:
+        return seed_tie(per_pilot, [sum(scores) / len(scores) for scores in per_pilot], len(per_pilot[0]))
+
+    spread, tied = tie([[0.050, 0.074], [0.054, 0.084], [0.059, 0.079]])
+    assert tied and spread == pytest.approx(0.0177, abs=2e-4)
+    assert tie([[0.050, 0.052], [0.150, 0.155], [0.3, 0.31]])[1] is False
+    assert tie([[0.05], [0.06]]) == (None, False)  # one pilot each: no spread to judge by
 
 
 class KnownObjective(RecipeSearch):

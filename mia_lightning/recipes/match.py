@@ -77,3 +77,19 @@ def pair_lira_auc(target_pub: Tensor, pilots_pub: Tensor, keep_pub: Tensor, memb
     llr = (-0.5 * ((target_pub - phi_in) / std_in) ** 2 - std_in.log()
            + 0.5 * ((target_pub - phi_out) / std_out) ** 2 + std_out.log()).sum(-1)
     return auc(llr, member)
+
+
+def seed_tie(per_pilot: list[list[float]], means: list[float], count: int) -> tuple[float | None, bool]:
+    """(one pilot's seed spread, whether the best two candidates are a tie) from the finalists'
+    per-pilot scores and mean scores, best first, each mean over `count` pilots. The spread is
+    the pooled sd of the pilots around their candidate's mean; a tie is a gap below the
+    standard error of a difference of two such means. Why: the search must say when pub cannot
+    tell its choice from the runner-up (on `smooth` one pilot's score had sd 0.013-0.022 while
+    the finalists' means lay 0.007 apart), so a user reads the choice as one of equals, which
+    `shadow.search.mix` then hedges between."""
+    deviations = [s - sum(scores) / len(scores) for scores in per_pilot if len(scores) > 1 for s in scores]
+    freedom = sum(len(scores) - 1 for scores in per_pilot if len(scores) > 1)
+    if freedom < 1 or len(means) < 2:
+        return None, False
+    spread = math.sqrt(sum(d * d for d in deviations) / freedom)
+    return round(spread, 6), means[1] - means[0] < spread * math.sqrt(2 / count)

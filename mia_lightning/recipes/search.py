@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -36,9 +35,10 @@ from mia_lightning.attacks.signals import true_class_margin
 from mia_lightning.config.recipe import TrainRecipe, recipe_values, with_changes
 from mia_lightning.config.search import SearchConfig
 from mia_lightning.logits.queries import parse_queries
-from mia_lightning.recipes.match import criteria
+from mia_lightning.recipes.match import criteria, seed_tie
 from mia_lightning.recipes.moves import describe, moves
 from mia_lightning.recipes.parallel import PilotPool
+from mia_lightning.recipes.record import Candidate, SearchResult, now
 from mia_lightning.shadows.fingerprint import config_hash
 from mia_lightning.shadows.job import ShadowJob, shadow_logits
 from mia_lightning.shadows.runner import ensure_shadows
@@ -46,40 +46,10 @@ from mia_lightning.shadows.runner import ensure_shadows
 log = logging.getLogger("mia")
 
 
-@dataclass
-class Candidate:
-    """One recipe the search trained pilots for, and how they matched the target."""
-
-    move: str  # how it was reached: "given", or the knob move from its parent
-    round: int
-    step: float  # the step of the move (1: the coarse grid; below 1: a refinement)
-    recipe: TrainRecipe
-    entry: str  # its store entry (the chosen one's full shadow set lives there)
-    scores: dict[str, float]
-    pilots: list[dict[str, Any]]  # the pilots' summaries (train/test accuracy on IN/OUT)
-    seconds: float  # pilot training (0 when the store already had them) + matching
-
-    def as_json(self) -> dict[str, Any]:
-        return {"move": self.move, "round": self.round, "step": self.step, "recipe": recipe_values(self.recipe),
-                "describe": describe(self.recipe), "entry": self.entry, "scores": self.scores,
-                "pilots": self.pilots, "seconds": round(self.seconds, 2)}
-
-
-@dataclass
-class SearchResult:
-    chosen: Candidate
-    candidates: list[Candidate] = field(default_factory=list)
-    match: str = "distribution"
-    seconds: float = 0.0
-
-    def as_json(self, settings: SearchConfig) -> dict[str, Any]:
-        return {"chosen": self.chosen.as_json(), "match": self.match, "seconds": round(self.seconds, 2),
-                "pilot_trainings": sum(1 for c in self.candidates for p in c.pilots if p.get("trained_here")),
-                "settings": asdict(settings), "candidates": [c.as_json() for c in self.candidates]}
-
-
 class RecipeSearch:
     """The search over one task's target: `job_for(recipe)` gives a recipe's store entry."""
+
+    spread: tuple[float | None, bool] = (None, False)  # set by confirm(): (pilot_spread, tie)
 
     def __init__(self, settings: SearchConfig, job_for: Callable[[TrainRecipe], ShadowJob], target_logits: Tensor,
                  labels: Tensor, pub_index: Tensor, pub_member: Tensor, pool: PilotPool | None = None) -> None:
@@ -114,6 +84,10 @@ class RecipeSearch:
         scores = criteria(self.target_phi, torch.stack(phi), job.keep[:count], self.pub_index, self.pub_member)
         summaries = [{**(job.store.summary(i) or {}), "trained_here": i in trained or i in by_worker}
                      for i in pilots]
+        if self.settings.match != "attack" and count > 1:  # each pilot's own score: its seed's share
+            for i, summary in zip(pilots, summaries):
+                summary["score"] = criteria(self.target_phi, phi[i].unsqueeze(0), job.keep[i:i + 1], self.pub_index,
+                                            self.pub_member)[self.settings.match]
         return scores, summaries, worker_seconds
 
     def confirm(self, best: Candidate) -> Candidate:
@@ -137,7 +111,15 @@ class RecipeSearch:
             candidate.seconds += time.monotonic() - start + worker_seconds
             log.info("recipe search: finalist %s: %s %.4f on %d pilots (%.4f on %d)", describe(candidate.recipe),
                      self.settings.match, self.score(candidate), count, before, self.settings.pilots)
-        return min(finalists, key=self.score)
+        ranked = sorted(finalists, key=self.score)  # stable: ties keep the listed order, as min() does
+        self.spread = seed_tie([[p["score"] for p in c.pilots if "score" in p] for c in ranked],
+                               [self.score(c) for c in ranked], count)
+        if self.spread[1]:
+            log.info("recipe search: %s and %s are a tie on pub: their %s means differ by %.4f, less than the "
+                     "standard error of that gap (one pilot's seed spread %.4f x sqrt(2/%d))",
+                     describe(ranked[0].recipe), describe(ranked[1].recipe), self.settings.match,
+                     self.score(ranked[1]) - self.score(ranked[0]), self.spread[0], count)
+        return ranked[0]
 
     def score(self, candidate: Candidate) -> float:
         return candidate.scores[self.settings.match]
@@ -151,7 +133,7 @@ class RecipeSearch:
                  pilot.get("test_acc", float("nan")), candidate.seconds)
 
     def run(self, start: TrainRecipe) -> SearchResult:
-        began = time.monotonic()
+        began, self.started = time.monotonic(), now()
         if self.settings.candidates:  # an explicit list: one round, no descent
             listed = [(f"candidate {index}: {changes}",
                        with_changes(start, changes, f"shadow.search.candidates[{index}]"))
@@ -286,4 +268,5 @@ class RecipeSearch:
         log.info("recipe search chose %s (%s %.4f) after %d candidates, %.0f s",
                  describe(best.recipe), self.settings.match, self.score(best), len(self.evaluated),
                  time.monotonic() - began)
-        return SearchResult(best, list(self.evaluated.values()), self.settings.match, time.monotonic() - began)
+        return SearchResult(best, list(self.evaluated.values()), self.settings.match, time.monotonic() - began,
+                            self.started, now(), *self.spread)

@@ -25,10 +25,10 @@ import torch
 from mia_lightning.artifacts import RecipeChoice
 from mia_lightning.config.recipe import TrainRecipe, plain_recipe, recipe_from_values, recipe_values
 from mia_lightning.errors import MiaError
-from mia_lightning.io.atomic import atomic_write_json
 from mia_lightning.logits.queries import parse_queries
 from mia_lightning.recipes.moves import describe
 from mia_lightning.recipes.parallel import PilotPool
+from mia_lightning.recipes.record import write_record
 from mia_lightning.recipes.search import RecipeSearch
 from mia_lightning.run import Run
 from mia_lightning.shadows.fingerprint import config_hash, tensor_digest
@@ -60,7 +60,7 @@ def shadow_recipe(run: Run, task: Task) -> RecipeChoice:
             log.info("shadow.search.mix=%d: the shadow set's pairs alternate between %s", len(also) + 1,
                      " | ".join(describe(r) for r in (found["recipe"], *also)))
         return RecipeChoice("auto", found["recipe"], found["path"], len(record["candidates"]), record["seconds"],
-                            also=also)
+                            also=also, tied=bool(record.get("finalists_tied")))
     return RecipeChoice("given", plain_recipe(run.config.shadow))
 
 
@@ -119,7 +119,7 @@ def search(run: Run, task: Task) -> dict[str, Any]:
         engine = RecipeSearch(settings, lambda recipe: shadow_job(run, task, recipe, rows=rows),
                               logits, task.pool_labels, pub, task.pub.membership.bool(), pool)
         result = engine.run(start)
-    record = {"key": key, **result.as_json(settings)}
-    atomic_write_json(path, record)
-    atomic_write_json(Path(result.chosen.entry) / "recipe_search.json", record)
+    # merged with the record of a second process that ran the same search beside this one
+    record = write_record(path, {"key": key, **result.as_json(settings)},
+                          copies=(Path(result.chosen.entry) / "recipe_search.json",))
     return {"recipe": result.chosen.recipe, "record": record, "path": str(path)}
