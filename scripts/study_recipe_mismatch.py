@@ -4,7 +4,7 @@
 
 For each target recipe (the `+task/train` option) and each shadow mode (given / oracle /
 auto): the best uncalibrated attack (every attack that does not learn from pub's labels)
-and the best calibrated one (lira_calibrated, rmia_calibrated, stack), TPR@5%FPR / TPR@1%FPR / AUC
+and the best calibrated one (lira_calibrated, rmia_calibrated, stack, ensemble_calibrated), TPR@5%FPR / TPR@1%FPR / AUC
 on the hidden truth of priv; for auto, the recipe the search chose and its cost. These are
 the study's reported numbers: "best" is the highest TPR@5%FPR on priv's truth, reported
 once and never used to choose anything (each run's own submission is chosen on pub).
@@ -35,7 +35,7 @@ from mia_lightning.report.sweep import find_jobs
 # uses the shadows (or nothing) alone, calibrated_loss's per-point difficulty calibration included
 UNCALIBRATED = ("threshold", "loss", "lira_online", "lira_offline", "rmia", "master", "calibrated_loss", "attack_r",
                 "base", "ensemble")
-CALIBRATED = ("lira_calibrated", "rmia_calibrated", "stack")
+CALIBRATED = ("lira_calibrated", "rmia_calibrated", "stack", "ensemble_calibrated")
 MODES = ("given", "oracle", "auto")
 
 

@@ -10,13 +10,16 @@ import torch
 
 from conftest import TINY, fresh_store, make_cfg
 from mia_lightning.attacks.base import AttackInputs
+from mia_lightning.attacks.ensemble import rank_average
 from mia_lightning.attacks.lira_calibrated import calibrated_lira, robust_line
 from mia_lightning.attacks.registry import run_attacks
 from mia_lightning.attacks.rmia import log_prob_from_phi, log_reference_prob, rmia_from_log_ratio
 from mia_lightning.attacks.rmia_calibrated import calibrated_rmia
 from mia_lightning.config.attack import DEFAULT_ATTACKS, AttackConfig, StackConfig
 from mia_lightning.config.master import MasterConfig
+from mia_lightning.config.newer_attacks import CalibratedEnsembleConfig
 from mia_lightning.config.trainer import TrainerSettings
+from mia_lightning.errors import MiaError
 from mia_lightning.metrics.roc import auc
 from mia_lightning.pipeline import run_pipeline
 from mia_lightning.report.metrics import choose_submission
@@ -62,6 +65,26 @@ def test_calibrated_attacks_are_scored_on_held_out_folds_and_find_a_real_leak():
     assert not results["lira_online"].held_out
 
 
+def test_the_calibrated_ensemble_ranks_stack_with_the_shadow_attacks_after_them_on_held_out_folds():
+    """Listed first, it still runs last; it is the mean normalised rank of its members; through
+    stack it learned from pub, so pub counts as held-out; and it finds the leak."""
+    inputs, member = shadow_world(leak=2.0)
+    attack = AttackConfig(names=["ensemble_calibrated", "lira_online", "base", "stack"], stack=StackConfig(max_iter=50))
+    attack.validate()
+    results = run_attacks(inputs, attack, MasterConfig(), TRAINER, seed=0)
+    combined = results["ensemble_calibrated"]
+    assert list(results)[-1] == "ensemble_calibrated" and combined.notes["members"] == ["lira_online", "base", "stack"]
+    want = rank_average(torch.stack([results[name].scores for name in ("lira_online", "base", "stack")]))
+    assert torch.equal(combined.scores, want)
+    assert combined.held_out and not results["base"].held_out
+    assert auc(combined.scores[300:], member[300:]) > 0.7
+    with pytest.raises(MiaError, match="ensemble_calibrated.members.*stack not in attack.names"):
+        AttackConfig(names=["lira_online", "base", "ensemble_calibrated"]).validate()
+    with pytest.raises(MiaError, match="may not contain a combiner"):
+        AttackConfig(names=["lira_online", "base", "ensemble", "ensemble_calibrated"],
+                     ensemble_calibrated=CalibratedEnsembleConfig(members=["lira_online", "ensemble"])).validate()
+
+
 def test_held_out_scores_are_honest_when_pub_membership_is_noise():
     """Random pub labels, no leak: fitted in-sample, gradient boosting would memorise them
     (AUC near 1 on pub); cross-fitted, the pub AUC stays at chance."""
@@ -70,10 +93,10 @@ def test_held_out_scores_are_honest_when_pub_membership_is_noise():
     known = inputs.known_membership.clone()
     known[:300] = noise[:300].to(torch.int8)
     inputs = AttackInputs(inputs.target_logits, inputs.shadow_logits, inputs.keep, inputs.labels, known)
-    attack = AttackConfig(names=["stack", "lira_calibrated", "rmia_calibrated"],
-                          stack=StackConfig(max_iter=300, max_leaf_nodes=63, l2=0.0))
+    attack = AttackConfig(names=["stack", "lira_calibrated", "rmia_calibrated", "lira_online", "base",
+                                 "ensemble_calibrated"], stack=StackConfig(max_iter=300, max_leaf_nodes=63, l2=0.0))
     results = run_attacks(inputs, attack, MasterConfig(), TRAINER, seed=0)
-    for name in ("stack", "lira_calibrated", "rmia_calibrated"):
+    for name in ("stack", "lira_calibrated", "rmia_calibrated", "ensemble_calibrated"):
         assert abs(auc(results[name].scores[:300], noise[:300]) - 0.5) < 0.1, name
 
 
@@ -150,10 +173,11 @@ def test_calibrated_rmia_maps_shadows_of_another_recipe_back_and_beats_plain_rmi
 
 
 @pytest.mark.parametrize("overrides", [["attack=calibrated"], ["experiment=tml25"], ["experiment=study_recipe_mismatch"]])
-def test_presets_for_unknown_recipes_run_the_defaults_plus_rmia_calibrated(overrides):
+def test_presets_for_unknown_recipes_run_the_defaults_plus_two_calibrated_attacks(overrides):
     names = list(make_cfg(*overrides).attack.names)
-    assert "rmia_calibrated" in names and "rmia_calibrated" not in DEFAULT_ATTACKS
-    assert [name for name in names if name != "rmia_calibrated"] == DEFAULT_ATTACKS
+    extra = ("rmia_calibrated", "ensemble_calibrated")
+    assert set(extra) <= set(names) and not set(extra) & set(DEFAULT_ATTACKS)
+    assert [name for name in names if name not in extra] == DEFAULT_ATTACKS
 
 
 def test_best_is_chosen_on_pub_and_never_below_chance():

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from mia_lightning.attacks.base import AttackContext, AttackResult
 from mia_lightning.attacks.crossfit import cross_fit
-from mia_lightning.config.newer_attacks import ENSEMBLE_MODES
+from mia_lightning.config.newer_attacks import ENSEMBLE_MODES, EnsembleConfig
 from mia_lightning.errors import MiaError
 
 
@@ -69,16 +69,26 @@ def ensemble_scores(scores: Tensor, *, mode: str = "rank", known_membership: Ten
     return cross_fit(known_membership, folds, seed, "ensemble (mode=vote)", fit_and_score)
 
 
-def run_ensemble(ctx: AttackContext) -> AttackResult:
-    cfg = ctx.attack.ensemble
-    missing = [name for name in cfg.members if name not in ctx.results]
+def combine(ctx: AttackContext, name: str, cfg: EnsembleConfig) -> AttackResult:
+    """The combiner `name` with settings `cfg` over the members' results, already in ctx."""
+    missing = [member for member in cfg.members if member not in ctx.results]
     if missing:
-        raise MiaError(f"attack.ensemble.members: {', '.join(missing)} did not run (add them to attack.names)")
-    members = torch.stack([ctx.results[name].scores for name in cfg.members])
+        raise MiaError(f"attack.{name}.members: {', '.join(missing)} did not run (add them to attack.names)")
+    members = torch.stack([ctx.results[member].scores for member in cfg.members])
     scores, notes = ensemble_scores(members, mode=cfg.mode, known_membership=ctx.inputs.known_membership,
                                     vote_fpr=cfg.vote_fpr, folds=cfg.folds, seed=ctx.seed)
-    held_out = cfg.mode == "vote" or any(ctx.results[name].held_out for name in cfg.members)
+    # a member trained on pub (stack) scores pub through held-out folds; the rank average adds no label
+    held_out = cfg.mode == "vote" or any(ctx.results[member].held_out for member in cfg.members)
     notes.update({"members": list(cfg.members), "mode": cfg.mode})
     if cfg.mode == "vote":
         notes["vote_fpr"] = cfg.vote_fpr
     return AttackResult(scores, held_out=held_out, notes=notes)
+
+
+def run_ensemble(ctx: AttackContext) -> AttackResult:
+    return combine(ctx, "ensemble", ctx.attack.ensemble)
+
+
+def run_ensemble_calibrated(ctx: AttackContext) -> AttackResult:
+    """`ensemble` with `stack` among its members (config/newer_attacks.py says why)."""
+    return combine(ctx, "ensemble_calibrated", ctx.attack.ensemble_calibrated)

@@ -18,7 +18,7 @@ from mia_lightning.attacks.base import AttackContext, AttackInputs, AttackResult
 from mia_lightning.attacks.bayes_base import run_base
 from mia_lightning.attacks.cache import SignalCache
 from mia_lightning.attacks.calibrated_loss import run_attack_r, run_calibrated_loss
-from mia_lightning.attacks.ensemble import run_ensemble
+from mia_lightning.attacks.ensemble import run_ensemble, run_ensemble_calibrated
 from mia_lightning.attacks.lira_attack import run_lira_offline, run_lira_online
 from mia_lightning.attacks.lira_calibrated import run_lira_calibrated
 from mia_lightning.attacks.master import run_master
@@ -30,6 +30,7 @@ from mia_lightning.attacks.threshold import run_loss, run_threshold
 from mia_lightning.config.attack import AttackConfig
 from mia_lightning.config.checks import did_you_mean
 from mia_lightning.config.master import MasterConfig
+from mia_lightning.config.newer_attacks import COMBINERS
 from mia_lightning.config.trainer import TrainerSettings
 from mia_lightning.errors import MiaError
 
@@ -52,9 +53,10 @@ ATTACKS: dict[str, Runner] = {
     "base": run_base,
     "qmia": run_qmia,  # trains on pub's non-members: pub through held-out folds
     "ensemble": run_ensemble,  # combines attacks already run: always run last
+    "ensemble_calibrated": run_ensemble_calibrated,  # ensemble + stack: calibrated on pub through stack
 }
 ATTACK_NAMES = tuple(ATTACKS)
-COMBINERS = ("ensemble",)  # read other attacks' results, so they run after every other name
+# COMBINERS (config/newer_attacks.py) read other attacks' results, so they run after every other name
 NEEDS_IMAGES = ("qmia",)  # read the pool images (AttackInputs.images), which the attack stage then passes
 
 

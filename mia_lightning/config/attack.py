@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mia_lightning.config.checks import at_least, choice, fraction, non_empty, positive
-from mia_lightning.config.newer_attacks import (AttackRConfig, BaseConfig, CalibratedLossConfig, EnsembleConfig,
-                                                QmiaConfig)
+from mia_lightning.config.newer_attacks import (AttackRConfig, BaseConfig, CalibratedEnsembleConfig,
+                                                CalibratedLossConfig, EnsembleConfig, QmiaConfig)
 
 LIRA_VARIANCES = ("auto", "global", "per_example")
 LIRA_CENTERS = ("median", "mean")
@@ -128,6 +128,7 @@ class AttackConfig:
     base: BaseConfig = field(default_factory=BaseConfig)
     qmia: QmiaConfig = field(default_factory=QmiaConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
+    ensemble_calibrated: CalibratedEnsembleConfig = field(default_factory=CalibratedEnsembleConfig)
 
     def validate(self, key: str = "attack") -> None:
         non_empty(self.names, f"{key}.names")
@@ -135,3 +136,4 @@ class AttackConfig:
                      "base", "qmia"):
             getattr(self, name).validate(f"{key}.{name}")
         self.ensemble.validate(f"{key}.ensemble", list(self.names))
+        self.ensemble_calibrated.validate(f"{key}.ensemble_calibrated", list(self.names), "ensemble_calibrated")

@@ -22,8 +22,9 @@ from mia_lightning.task.data import Task
 def check(config: Config) -> None:
     """The attack names must be registered ones (checked before any work starts)."""
     check_names(config.attack.names)
-    if "ensemble" in config.attack.names:
-        check_names(config.attack.ensemble.members, "attack.ensemble.members")
+    for combiner in ("ensemble", "ensemble_calibrated"):
+        if combiner in config.attack.names:
+            check_names(getattr(config.attack, combiner).members, f"attack.{combiner}.members")
 
 
 def attack(run: Run, task: Task, logits: LogitSet) -> AttackResults:
