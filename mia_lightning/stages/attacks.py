@@ -13,6 +13,7 @@ import shutil
 from mia_lightning.artifacts import AttackResults, LogitSet
 from mia_lightning.attacks.base import AttackInputs
 from mia_lightning.attacks.registry import NEEDS_IMAGES, check_names, run_attacks
+from mia_lightning.config.newer_attacks import COMBINERS
 from mia_lightning.config.schema import Config
 from mia_lightning.report.scores_file import write_scores
 from mia_lightning.run import Run
@@ -22,7 +23,7 @@ from mia_lightning.task.data import Task
 def check(config: Config) -> None:
     """The attack names must be registered ones (checked before any work starts)."""
     check_names(config.attack.names)
-    for combiner in ("ensemble", "ensemble_calibrated"):
+    for combiner in COMBINERS:
         if combiner in config.attack.names:
             check_names(getattr(config.attack, combiner).members, f"attack.{combiner}.members")
 
