@@ -51,6 +51,8 @@ def test_shadows_are_trained_once_with_logits_and_done_markers(shadow_store):
         assert logits["identity"].shape == (320, 10) and logits["identity"].dtype == torch.float32
         assert len(fit_starts(shadow)) == 1
         assert list((shadow / "tb").glob("events.out.tfevents.*"))
+        trained_on = json.loads((shadow / "summary.json").read_text())["trained_on"]
+        assert trained_on["device"] == "cpu" and trained_on["cpu_threads"] == torch.get_num_threads()
     # a second run trains nothing
     run_pipeline(make_cfg(*TINY, "stage=shadows", f"store.root={shadow_store}"), shadow_store / "run2")
     assert [len(fit_starts(entry / f"shadow_{i:03d}")) for i in range(2)] == [1, 1]

@@ -32,6 +32,9 @@ def test_simulated_digits_task(tiny_task_dir):
     info = json.loads((tiny_task_dir / "task.json").read_text())
     assert info["target"]["train_acc"] > info["target"]["test_acc"]
     assert info["target"]["train_acc"] > 0.8
+    # where it trained, so two stores' differing digits can be traced to their numerics
+    assert info["target"]["trained_on"]["cpu_threads"] == torch.get_num_threads()
+    assert info["target"]["trained_on"]["torch"] == torch.__version__
 
 
 def test_simulation_is_reused_not_redone(tiny_task_dir, session_store):

@@ -29,6 +29,7 @@ from mia_lightning.models.resnet import ModelSpec
 from mia_lightning.shadows.store import DONE, ShadowStore
 from mia_lightning.task.weights import load_target_weights
 from mia_lightning.training.fit import FitSpec, fit_classifier
+from mia_lightning.utils.provenance import training_environment
 from mia_lightning.utils.seeding import derive_seed
 
 
@@ -72,7 +73,8 @@ def finish_shadow(job: ShadowJob, index: int, net: nn.Module, seconds: float) ->
     logits = job.inference.logits(net, job.images)
     write_logits(shadow_dir / "logits.pt", {q.name: logits[:, i] for i, q in enumerate(job.inference.queries)})
     summary = {"index": index, **accuracy_summary(logits[:, 0], job.labels, job.keep[index]),
-               "seconds": round(seconds, 2), "in_points": int(job.keep[index].sum())}
+               "seconds": round(seconds, 2), "in_points": int(job.keep[index].sum()),
+               "trained_on": training_environment(job.inference.device)}
     atomic_write_json(shadow_dir / "summary.json", summary)
     atomic_write_text(shadow_dir / DONE, json.dumps(summary) + "\n")
     return summary

@@ -32,6 +32,7 @@ from mia_lightning.task.sources import load_source
 from mia_lightning.task.tml25_format import write_task_file
 from mia_lightning.training.fit import FitSpec, fit_classifier
 from mia_lightning.training.progress import finished
+from mia_lightning.utils.provenance import training_environment
 from mia_lightning.utils.seeding import derive_seed
 
 log = logging.getLogger("mia")
@@ -125,7 +126,8 @@ def _simulate_into(task_dir: Path, task_cfg: TaskConfig, stem: str, settings: Tr
     info = {
         "source": task_cfg.source, "pool_size": pool_size, "pub": int(pub.sum()), "priv": int(priv.sum()),
         "members": int(members.sum()), "num_classes": num_classes, "stem": stem,
-        "target": {**accuracy, "seconds": round(time.monotonic() - start, 1)},
+        "target": {**accuracy, "seconds": round(time.monotonic() - start, 1),
+                   "trained_on": training_environment(settings.inference_device())},
         "key": simulation_key(task_cfg, stem),
     }
     atomic_write_json(task_dir / "task.json", info)
