@@ -217,6 +217,22 @@ def test_rank_ensemble_equals_the_mean_of_scipy_ranks():
     np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-15)
 
 
+def test_fisher_ensemble_is_the_mean_minus_log_tail_fraction_and_keeps_one_members_tail():
+    scores = torch.randn(3, 400, generator=gen(4), dtype=torch.float64)
+    scores[2, :40] = 0.0  # ties share the largest count: a conservative p-value
+    at_least = (scores.unsqueeze(2) >= scores.unsqueeze(1)).double().sum(1)  # [M, N]: points scoring >= each one
+    got, _ = ensemble_scores(scores, mode="fisher")
+    np.testing.assert_allclose(got.numpy(), (-(at_least / 400).log().mean(0)).numpy(), rtol=1e-12)
+    # one member's top point, median for the others, against a point in every member's top 15%:
+    # fisher ranks the former first, the rank mean the latter
+    scores = torch.arange(1000.0, dtype=torch.float64).expand(3, 1000).clone()
+    scores[:, 0] = torch.tensor([1e4, 500.5, 500.5])  # fisher (6.9 + 0.69 + 0.69) / 3, ranks (1 + 0.5 + 0.5) / 3
+    scores[:, 849] = 849.5  # fisher -log(0.151) = 1.9, ranks 0.85
+    fisher, _ = ensemble_scores(scores, mode="fisher")
+    rank, _ = ensemble_scores(scores, mode="rank")
+    assert fisher[0] > fisher[849] and rank[0] < rank[849]
+
+
 def test_vote_thresholds_keep_the_fpr_on_the_non_members():
     scores = torch.randn(4, 1000, generator=gen(1), dtype=torch.float64)
     non_members = torch.rand(1000, generator=gen(2)) < 0.5

@@ -7,7 +7,11 @@ exploding score move the mean by at most 1/members. `mode=vote`: each member vot
 when its score is above the threshold at which `vote_fpr` of pub's known non-members are
 above it; the score is the number of votes, ties broken by the rank average. The vote
 thresholds come from pub's non-members, so vote mode scores pub through held-out folds
-(attacks/crossfit.py). The members must run first (they are in `attack.names`; the
+(attacks/crossfit.py). `mode=fisher`: Fisher's combination of p-values, the mean over members
+of -log(fraction of pool points scoring at least the point's score). Like ranks it needs no
+label and no scale; unlike their mean it keeps the tail, where low-FPR thresholds sit: a rank
+mean moves a point from the 1st to the 0.1st percentile of one member as little as from the
+50th to the 49.1st, while -log counts it as much as from the 10th to the 1st. The members must run first (they are in `attack.names`; the
 registry runs `ensemble` after them).
 """
 
@@ -37,6 +41,18 @@ def rank_average(scores: Tensor) -> Tensor:
     return normalised_ranks(scores).mean(0)
 
 
+def tail_fractions(scores: Tensor) -> Tensor:
+    """float64 [M, N]: per row, the fraction of points whose score is at least each point's, in [1/N, 1]."""
+    lowest_rank = rankdata(scores.double().numpy(), method="min", axis=1)  # ties share the largest count
+    at_least = np.ascontiguousarray(scores.shape[1] - lowest_rank + 1, dtype=np.float64)  # 'min' ranks are ints
+    return torch.from_numpy(at_least) / scores.shape[1]
+
+
+def fisher_combination(scores: Tensor) -> Tensor:
+    """Mean over the M members of -log(tail fraction), float64 [N]: Fisher's method / M."""
+    return -tail_fractions(scores).log().mean(0)
+
+
 def vote_thresholds(scores: Tensor, non_members: Tensor, fpr: float) -> Tensor:
     """Per member [M]: the score above which at most `fpr` of the non-members [n] lie."""
     reference = scores[:, non_members].sort(dim=1).values  # [M, n] ascending
@@ -58,6 +74,8 @@ def ensemble_scores(scores: Tensor, *, mode: str = "rank", known_membership: Ten
     average = rank_average(scores)
     if mode == "rank":
         return average, {}
+    if mode == "fisher":
+        return fisher_combination(scores), {}
     if known_membership is None:
         raise MiaError("attack.ensemble.mode=vote needs pub's known non-members")
     tie = average * scores.shape[1] / (scores.shape[1] + 1)  # < 1: votes first, ranks within a vote count

@@ -16,7 +16,7 @@ CENTERS = ("mean", "median")
 REFERENCES = ("out", "all")
 QMIA_SIGNALS = ("hinge", "phi")
 QMIA_ARCHS = ("cnn", "resnet18")
-ENSEMBLE_MODES = ("rank", "vote")
+ENSEMBLE_MODES = ("rank", "vote", "fisher")
 
 
 @dataclass
@@ -94,6 +94,7 @@ class EnsembleConfig:
     # chosen on the default task's pub among 7 member sets / modes (all within +-0.015 TPR@5%FPR there)
     members: list[str] = field(default_factory=lambda: ["lira_online", "base"])
     mode: str = "rank"  # rank: mean normalised rank | vote: members over their FPR threshold, ranks break ties
+    #                     | fisher: mean -log(fraction of points scoring at least as high), keeps the tail
     vote_fpr: float = 0.05  # vote: each member's threshold puts this fraction of pub's non-members above it
     folds: int = 5  # vote: held-out folds on pub (the thresholds come from pub's non-members)
 
