@@ -10,9 +10,11 @@ thresholds come from pub's non-members, so vote mode scores pub through held-out
 (attacks/crossfit.py). `mode=fisher`: Fisher's combination of p-values, the mean over members
 of -log(fraction of pool points scoring at least the point's score). Like ranks it needs no
 label and no scale; unlike their mean it keeps the tail, where low-FPR thresholds sit: a rank
-mean moves a point from the 1st to the 0.1st percentile of one member as little as from the
-50th to the 49.1st, while -log counts it as much as from the 10th to the 1st. The members must run first (they are in `attack.names`; the
-registry runs `ensemble` after them).
+mean moves a point from one member's top 1% to its top 0.1% as little as from its top 50% to
+its top 49.1%, while -log counts it as much as from the top 10% to the top 1%. On the
+study's pub it did not beat the rank mean at 1% FPR (README), so neither combiner uses it by
+default. The members must run first (they are in `attack.names`; the registry runs
+`ensemble` after them).
 """
 
 from __future__ import annotations
