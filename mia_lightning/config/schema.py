@@ -32,7 +32,7 @@ LOGGERS = ("tensorboard", "none")
 
 @dataclass
 class ReportConfig:
-    submit: str = "best"  # best (by tpr@0.05 on the evaluation set) or an attack name
+    submit: str = "best"  # best (by tpr@0.05 on pub, never on a hidden truth: report/metrics.py) or an attack name
     eval: str = "auto"  # auto (truth when the task has it, else pub) | truth | pub
     plots: bool = True
 
