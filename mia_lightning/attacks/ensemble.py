@@ -73,11 +73,11 @@ def ensemble_scores(scores: Tensor, *, mode: str = "rank", known_membership: Ten
     """Combined scores float64 [N] from member scores [M, N]."""
     if mode not in ENSEMBLE_MODES:
         raise MiaError(f"attack.ensemble.mode must be one of {ENSEMBLE_MODES}, got {mode!r}")
+    if mode == "fisher":
+        return fisher_combination(scores), {}
     average = rank_average(scores)
     if mode == "rank":
         return average, {}
-    if mode == "fisher":
-        return fisher_combination(scores), {}
     if known_membership is None:
         raise MiaError("attack.ensemble.mode=vote needs pub's known non-members")
     tie = average * scores.shape[1] / (scores.shape[1] + 1)  # < 1: votes first, ranks within a vote count

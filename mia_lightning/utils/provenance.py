@@ -28,9 +28,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def training_environment(device: torch.device | str | None = None) -> dict[str, Any]:
-    """JSON-ready facts that decide a training run's last digits."""
-    where = torch.device(device) if device is not None else torch.device("cpu")
+def training_environment(device: torch.device | str) -> dict[str, Any]:
+    """JSON-ready facts that decide the last digits of a run that trained on `device`."""
+    where = torch.device(device)
     found: dict[str, Any] = {"torch": torch.__version__, "device": where.type, "cpu": cpu_name(),
                              "cpu_threads": torch.get_num_threads()}
     if where.type == "cuda" and torch.cuda.is_available():
