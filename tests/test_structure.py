@@ -101,6 +101,16 @@ def test_benchmarks_live_outside_the_runtime_package():
     assert all("benchmarks" not in targets for targets in map(str, import_graph().values()))
 
 
+def test_the_readmes_plain_pytest_command_collects_the_tests_that_import_benchmarks():
+    """README: `.venv/bin/pytest -m "not slow" tests/test_attacks.py`. Unlike `python -m pytest`
+    (make test), the pytest script does not put the cwd on sys.path: pyproject's `pythonpath` must."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    proc = subprocess.run([str(Path(sys.executable).parent / "pytest"), "-m", "not slow", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", "tests/test_attacks.py"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+
+
 @pytest.mark.slow
 def test_a_wheel_installed_elsewhere_composes_the_config(tmp_path):
     """`pip install .` without -e: the wheel carries conf/, and `mia` composes an experiment
