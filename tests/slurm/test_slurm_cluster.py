@@ -154,6 +154,7 @@ def cluster_run(tmp_path_factory) -> dict:
     printed: dict[str, list[str]] = {"requeue": [], "usr2": []}
     interrupted: dict[int, str] = {}
     states: dict[str, list[str]] = {}  # each job's states as squeue showed them, for a failure's record
+    begin_wait: dict[str, float] = {}  # job id -> when squeue first showed it waiting for its BeginTime
     try:
         deadline = time.monotonic() + 300
         while script.poll() is None:
@@ -174,7 +175,12 @@ def cluster_run(tmp_path_factory) -> dict:
                     printed[how].append(slurm(*command))
                     interrupted[index] = array[index][0]
             for job_id, state, reason in array.values():
-                if state == "PENDING" and reason == "BeginTime":  # a requeued job waits ~120 s
+                # a requeued job waits ~120 s (cred_expire); start it sooner, but 5 s after the requeue:
+                # slurmd refuses a credential made no later than the second in which it revoked the
+                # old one ("Job credential revoked": the job failed, once, on a loaded machine)
+                waiting = state == "PENDING" and reason == "BeginTime"
+                since = begin_wait.setdefault(job_id, time.monotonic()) if waiting else begin_wait.pop(job_id, None)
+                if waiting and time.monotonic() - since >= 5.0:
                     slurm("scontrol", "update", f"JobId={job_id}", "StartTime=now")
             time.sleep(0.3)
     finally:
