@@ -16,6 +16,11 @@ PACKAGE = REPO / "mia_lightning"
 MAX_LINES = 300
 
 
+def without_pythonpath() -> dict[str, str]:
+    """This process's environment less PYTHONPATH: a child finds only what is installed."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+
+
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(REPO).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -104,7 +109,7 @@ def test_benchmarks_live_outside_the_runtime_package():
 def test_the_readmes_plain_pytest_command_collects_the_tests_that_import_benchmarks():
     """README: `.venv/bin/pytest -m "not slow" tests/test_attacks.py`. Unlike `python -m pytest`
     (make test), the pytest script does not put the cwd on sys.path: pyproject's `pythonpath` must."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env = without_pythonpath()
     proc = subprocess.run([str(Path(sys.executable).parent / "pytest"), "-m", "not slow", "--collect-only", "-q",
                            "-p", "no:cacheprovider", "tests/test_attacks.py"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -128,7 +133,7 @@ def test_a_wheel_installed_elsewhere_composes_the_config(tmp_path):
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # torch & co. from this venv
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env = without_pythonpath()
     where = subprocess.run([str(python), "-c", "import mia_lightning.app as app; print(app.__file__, app.CONFIG_DIR)"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert where.returncode == 0, where.stderr[-2000:]
@@ -148,7 +153,7 @@ def test_a_wheel_installed_elsewhere_composes_the_config(tmp_path):
 def test_the_slurm_launcher_plugin_is_found_outside_the_checkout(tmp_path):
     """Hydra finds plugins by scanning the `hydra_plugins` namespace: the installed package
     (editable here) must put mia's launcher there, not only the checkout's cwd."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env = without_pythonpath()
     proc = subprocess.run([sys.executable, "-m", "mia_lightning.app", "hydra/launcher=slurm_cpu", "--cfg", "hydra"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "MiaSlurmLauncher" in proc.stdout, proc.stderr[-2000:]
