@@ -42,6 +42,23 @@ def test_every_move_changes_exactly_one_knob():
     assert [r.epochs for _, r in only_epochs] == [15]
 
 
+def test_a_move_to_or_from_adamw_starts_from_that_familys_usual_weight_decay():
+    """AdamW's decay is decoupled (lr x wd per step), so SGD/Adam's 5e-4 would be almost none:
+    a move to AdamW starts from shadow.search.adamw_weight_decay, a move back from 5e-4."""
+    search = SearchConfig(optimizers=["sgd", "adam", "adamw"], knobs=["optimizer"], adamw_weight_decay=0.02)
+    to = dict(moves(TrainRecipe(), search))  # sgd lr 0.05 wd 5e-4
+    assert to["optimizer sgd->adam (lr 0.001)"].optimizer.weight_decay == 5e-4  # the same L2 meaning: kept
+    adamw = to["optimizer sgd->adamw (lr 0.001, wd 0.02)"].optimizer
+    assert (adamw.name, adamw.lr, adamw.weight_decay) == ("adamw", 1e-3, 0.02)
+    back = dict(moves(with_changes(TrainRecipe(), {"optimizer": {"name": "adamw", "weight_decay": 0.05}}, "r"), search))
+    assert back["optimizer adamw->adam (lr 0.001, wd 0.0005)"].optimizer.weight_decay == 5e-4
+    assert back["optimizer adamw->sgd (lr 0.05, wd 0.0005)"].optimizer.momentum == 0.9
+    no_decay = with_changes(TrainRecipe(), {"optimizer": {"name": "adamw", "weight_decay": 0.0}}, "r")
+    assert dict(moves(no_decay, search))["optimizer adamw->sgd (lr 0.05)"].optimizer.weight_decay == 0.0
+    from_none = moves(no_decay, SearchConfig(knobs=["weight_decay"], adamw_weight_decay=0.02))
+    assert [r.optimizer.weight_decay for _, r in from_none] == [0.02]  # AdamW's usual, not SGD's 5e-4
+
+
 def test_a_refinement_step_moves_only_the_numeric_knobs_by_smaller_factors():
     start = TrainRecipe()  # sgd lr 0.05 wd 5e-4, 30 epochs
     refined = moves(start, SearchConfig(), step=0.5)

@@ -1,8 +1,9 @@
 """The one-knob moves of the recipe search: every recipe next to a given one.
 
 Each knob changes alone, by a factor (lr, epochs, weight decay) or to another value
-(optimizer family at its usual lr, augmentation, label smoothing), so that a round of
-the search asks one question per knob: "does the target look more like this?". At a
+(optimizer family at its usual lr, and at its usual weight decay where the decay's meaning
+changes; augmentation; label smoothing), so that a round of the search asks one question
+per knob: "does the target look more like this?". At a
 step below 1 (the search's refinement) only the numeric knobs move, by each factor to
 the power `step` (e.g. epochs x2 becomes x1.41 at step 0.5), so the search can land
 between the points of the coarse grid.
@@ -15,6 +16,7 @@ from dataclasses import replace
 from mia_lightning.config.recipe import AugmentConfig, TrainRecipe
 from mia_lightning.config.search import SearchConfig
 
+COUPLED_WEIGHT_DECAY = 5e-4  # where a move to SGD/Adam from AdamW, or from no decay, starts
 AUGMENT_VALUES = {"none": AugmentConfig(0, False), "flip": AugmentConfig(0, True), "crop_flip": AugmentConfig(4, True)}
 
 
@@ -31,13 +33,28 @@ def describe(recipe: TrainRecipe) -> str:
             f"augment {augment_name(recipe.augment)}, smoothing {recipe.label_smoothing:g}")
 
 
+def _moved_weight_decay(recipe: TrainRecipe, name: str, search: SearchConfig) -> float:
+    """The decay a move to optimizer `name` starts from: the family's usual one where the
+    decay's meaning changes (decoupled AdamW against SGD/Adam's L2), else the recipe's own."""
+    current = recipe.optimizer.weight_decay
+    if name == "adamw":
+        return search.adamw_weight_decay
+    if recipe.optimizer.name == "adamw":
+        return COUPLED_WEIGHT_DECAY if current else 0.0
+    return current
+
+
 def _optimizer_moves(recipe: TrainRecipe, search: SearchConfig) -> list[tuple[str, TrainRecipe]]:
     out = []
     for name in search.optimizers:
         if name != recipe.optimizer.name:
             lr = search.sgd_lr if name == "sgd" else search.adam_lr
-            moved = replace(recipe.optimizer, name=name, lr=lr, momentum=0.9 if name == "sgd" else recipe.optimizer.momentum)
-            out.append((f"optimizer {recipe.optimizer.name}->{name} (lr {lr:g})", replace(recipe, optimizer=moved)))
+            wd = _moved_weight_decay(recipe, name, search)
+            moved = replace(recipe.optimizer, name=name, lr=lr, weight_decay=wd,
+                            momentum=0.9 if name == "sgd" else recipe.optimizer.momentum)
+            text = f"optimizer {recipe.optimizer.name}->{name} (lr {lr:g}"
+            text += f", wd {wd:g})" if wd != recipe.optimizer.weight_decay else ")"
+            out.append((text, replace(recipe, optimizer=moved)))
     return out
 
 
@@ -52,7 +69,8 @@ def _factor_moves(recipe: TrainRecipe, search: SearchConfig, knob: str, step: fl
             epochs = max(1, min(search.max_epochs, round(recipe.epochs * factor)))
             out.append((f"epochs {recipe.epochs}->{epochs}", replace(recipe, epochs=epochs)))
     elif knob == "weight_decay":
-        base = recipe.optimizer.weight_decay or 5e-4  # from none, a move goes to the common 5e-4 first
+        usual = search.adamw_weight_decay if recipe.optimizer.name == "adamw" else COUPLED_WEIGHT_DECAY
+        base = recipe.optimizer.weight_decay or usual  # from none, a move goes to the family's usual decay first
         factors = [f ** step for f in search.weight_decay_factors] if recipe.optimizer.weight_decay else [1.0]
         for factor in factors:
             wd = float(f"{base * factor:.3g}")
