@@ -1,0 +1,86 @@
+"""One attack of run A over one attack of run B on priv's hidden truth, with a paired interval.
+
+    python scripts/paired_ratio.py RUN_A:ATTACK RUN_B:ATTACK --truth <store>/tasks/<task>/truth.pt
+
+For two runs on the same task whose own `bootstrap.pt` files cannot be paired, because
+they were drawn with different `seed`s (e.g. two oracle shadow draws, `seed=0` against
+`seed=1`): both runs' priv scores (`scores.pt`) are scored on one shared set of stratified
+resamples (metrics/bootstrap.py), and the ratio A / B is taken resample by resample, as in
+scripts/study_recipe_mismatch.py. Prints TPR@5%FPR and TPR@1%FPR: A / B = ratio [95% interval].
+It reads truth.pt, so it is a measurement, never a step that chooses anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from mia_lightning.errors import MiaError
+from mia_lightning.io.safe_load import safe_torch_load
+from mia_lightning.metrics.bootstrap import LEVEL, METRICS, bootstrap, percentile_interval
+from mia_lightning.metrics.roc import summarize
+
+HEADLINE = ("tpr@0.05", "tpr@0.01")
+
+
+def priv_scores(spec: str) -> tuple[Tensor, Tensor]:
+    """(ids, float64 scores) of the private points for `RUN_DIR:ATTACK`."""
+    run_dir, sep, attack = spec.rpartition(":")
+    if not sep or not run_dir or not attack:
+        raise MiaError(f"{spec}: expected RUN_DIR:ATTACK")
+    saved = safe_torch_load(Path(run_dir) / "scores.pt")
+    if attack not in saved["attacks"]:
+        raise MiaError(f"{run_dir}/scores.pt: no attack {attack!r} (it has {', '.join(saved['attacks'])})")
+    private = ~saved["is_pub"].bool()
+    return saved["ids"][private], saved["scores"][private, saved["attacks"].index(attack)].double()
+
+
+def membership(truth_path: str, ids: Tensor) -> Tensor:
+    """bool [n]: the hidden membership of `ids`, in their order."""
+    truth = safe_torch_load(truth_path, key="--truth")
+    member = dict(zip(truth["ids"].tolist(), truth["membership"].tolist()))
+    missing = [i for i in ids.tolist() if i not in member]
+    if missing:
+        raise MiaError(f"{truth_path}: no membership for {len(missing)} private ids (first {missing[0]})")
+    return torch.tensor([member[i] for i in ids.tolist()]).bool()
+
+
+def paired_ratios(a: str, b: str, truth: str, resamples: int, seed: int) -> list[str]:
+    (ids_a, scores_a), (ids_b, scores_b) = priv_scores(a), priv_scores(b)
+    if not torch.equal(ids_a, ids_b):
+        raise MiaError(f"{a} and {b}: the runs scored different private points (not the same task)")
+    is_member = membership(truth, ids_a)
+    rep_a = bootstrap(scores_a, is_member, resamples=resamples, seed=seed)[0]
+    rep_b = bootstrap(scores_b, is_member, resamples=resamples, seed=seed)[0]
+    point_a, point_b = summarize(scores_a, is_member), summarize(scores_b, is_member)
+    lines = []
+    for metric in HEADLINE:
+        row = METRICS.index(metric)
+        low, high = percentile_interval(rep_a[row] / rep_b[row].clamp_min(1e-9), LEVEL).tolist()
+        ratio = point_a[metric] / max(point_b[metric], 1e-9)
+        lines.append(f"{metric}: {point_a[metric]:.3f} / {point_b[metric]:.3f} = {ratio:.2f}x [{low:.2f}, {high:.2f}]")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", help="RUN_DIR:ATTACK (the numerator)")
+    parser.add_argument("b", help="RUN_DIR:ATTACK (the denominator)")
+    parser.add_argument("--truth", required=True, help="the task's truth.pt")
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0, help="the shared resamples' seed")
+    args = parser.parse_args(argv)
+    try:
+        print("\n".join(paired_ratios(args.a, args.b, args.truth, args.resamples, args.seed)))
+    except MiaError as err:
+        print(f"paired_ratio: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
