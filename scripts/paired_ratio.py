@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from torch import Tensor
@@ -23,6 +24,7 @@ from mia_lightning.errors import MiaError
 from mia_lightning.io.safe_load import safe_torch_load
 from mia_lightning.metrics.bootstrap import LEVEL, METRICS, bootstrap, percentile_interval
 from mia_lightning.metrics.roc import summarize
+from mia_lightning.task.load import read_truth
 
 HEADLINE = ("tpr@0.05", "tpr@0.01")
 
@@ -40,13 +42,9 @@ def priv_scores(spec: str) -> tuple[Tensor, Tensor]:
 
 
 def membership(truth_path: str, ids: Tensor) -> Tensor:
-    """bool [n]: the hidden membership of `ids`, in their order."""
-    truth = safe_torch_load(truth_path, key="--truth")
-    member = dict(zip(truth["ids"].tolist(), truth["membership"].tolist()))
-    missing = [i for i in ids.tolist() if i not in member]
-    if missing:
-        raise MiaError(f"{truth_path}: no membership for {len(missing)} private ids (first {missing[0]})")
-    return torch.tensor([member[i] for i in ids.tolist()]).bool()
+    """bool [n]: the hidden membership of `ids`, in their order, through the scorer's own checked
+    reader (read_truth uses only the split's ids)."""
+    return read_truth(truth_path, SimpleNamespace(ids=ids), key="--truth").bool()
 
 
 def paired_ratios(a: str, b: str, truth: str, resamples: int, seed: int) -> list[str]:
