@@ -33,14 +33,19 @@ def describe(recipe: TrainRecipe) -> str:
             f"augment {augment_name(recipe.augment)}, smoothing {recipe.label_smoothing:g}")
 
 
+def _usual_weight_decay(name: str, search: SearchConfig) -> float:
+    """Where a decay starts for optimizer `name`: AdamW's own (decoupled) or the coupled 5e-4."""
+    return search.adamw_weight_decay if name == "adamw" else COUPLED_WEIGHT_DECAY
+
+
 def _moved_weight_decay(recipe: TrainRecipe, name: str, search: SearchConfig) -> float:
     """The decay a move to optimizer `name` starts from: the family's usual one where the
     decay's meaning changes (decoupled AdamW against SGD/Adam's L2), else the recipe's own."""
     current = recipe.optimizer.weight_decay
     if name == "adamw":
-        return search.adamw_weight_decay
+        return _usual_weight_decay(name, search)
     if recipe.optimizer.name == "adamw":
-        return COUPLED_WEIGHT_DECAY if current else 0.0
+        return _usual_weight_decay(name, search) if current else 0.0
     return current
 
 
@@ -69,8 +74,8 @@ def _factor_moves(recipe: TrainRecipe, search: SearchConfig, knob: str, step: fl
             epochs = max(1, min(search.max_epochs, round(recipe.epochs * factor)))
             out.append((f"epochs {recipe.epochs}->{epochs}", replace(recipe, epochs=epochs)))
     elif knob == "weight_decay":
-        usual = search.adamw_weight_decay if recipe.optimizer.name == "adamw" else COUPLED_WEIGHT_DECAY
-        base = recipe.optimizer.weight_decay or usual  # from none, a move goes to the family's usual decay first
+        # from none, a move goes to the family's usual decay first
+        base = recipe.optimizer.weight_decay or _usual_weight_decay(recipe.optimizer.name, search)
         factors = [f ** step for f in search.weight_decay_factors] if recipe.optimizer.weight_decay else [1.0]
         for factor in factors:
             wd = float(f"{base * factor:.3g}")
