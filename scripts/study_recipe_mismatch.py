@@ -70,7 +70,7 @@ def rows(root: Path) -> list[dict[str, Any]]:
         row.update({f"submitted_{k}": submitted[k] for k in ("tpr@0.05", "tpr@0.01", "auc") if k in submitted})
         row["warnings"] = len(job.metrics.get("warnings", []))
         out.append(row)
-    order = {name: i for i, name in enumerate(("sgd30", "adam15", "augment60", "wd5e-3", "smooth", "short10", "adamw20"))}
+    order = {name: i for i, name in enumerate(("sgd30", "adam15", "augment60", "wd5e-3", "smooth", "short10", "adamw20", "const256"))}
     return sorted(out, key=lambda r: (order.get(r["target"], 99), r["target"], MODES.index(r["mode"])))
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from conftest import run_mia
+from pathlib import Path
+
+import pytest
+from conftest import make_cfg, run_mia
+from omegaconf import OmegaConf
+
+from mia_lightning.app import CONFIG_DIR
+from mia_lightning.config.recipe import TrainRecipe, recipe_values
+from mia_lightning.config.schema import typed_config
 
 
 def test_help_says_what_mia_is_with_examples_and_lists_the_config_groups():
@@ -50,3 +58,15 @@ def test_run_dirs_follow_mia_outputs(tmp_path):
     assert proc.returncode == 2
     (run_dir,) = [p.parent for p in tmp_path.glob("*/*/.hydra")]
     assert "shadow.count=0" in (run_dir / ".hydra" / "overrides.yaml").read_text()
+
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (Path(CONFIG_DIR) / "task" / "train").glob("*.yaml")))
+def test_every_shipped_target_recipe_composes_validates_and_is_in_the_study(recipe):
+    """A shipped recipe with a typo (a scheduler "None", a misspelt knob) would fail only hours
+    into a study: composed as `+task/train=<name>`, each must validate, differ from the
+    default recipe (but sgd30, the default itself) and be one of the study's targets."""
+    config = typed_config(make_cfg(f"+task/train={recipe}"))
+    assert (recipe_values(config.task.train) == recipe_values(TrainRecipe())) == (recipe == "sgd30")
+    study = OmegaConf.load(Path(CONFIG_DIR) / "experiment" / "study_recipe_mismatch.yaml")
+    assert recipe in study.hydra.sweeper.params["+task/train"].split(",")
