@@ -12,7 +12,7 @@ of -log(fraction of pool points scoring at least the point's score). Like ranks 
 label and no scale; unlike their mean it keeps the tail, where low-FPR thresholds sit: a rank
 mean moves a point from one member's top 1% to its top 0.1% as little as from its top 50% to
 its top 49.1%, while -log counts it as much as from the top 10% to the top 1%. On the
-study's pub it did not beat the rank mean at 1% FPR (README), so neither combiner uses it by
+study's pub it did not beat the rank mean at 1% FPR (docs/recipe_mismatch_log.md), so neither combiner uses it by
 default. The members must run first (they are in `attack.names`; the registry runs
 `ensemble` after them).
 """

@@ -41,7 +41,7 @@ class SearchConfig:
     adam_lr: float = 1e-3  # the lr a move to Adam/AdamW starts from
     # the weight decay a move to AdamW starts from (torch's default). AdamW decays the weights
     # directly (lr x wd per step) where SGD and Adam add wd x w to the gradient, so the coupled
-    # 5e-4 is almost no decay there (README "adamw20 with AdamW among the search's moves"). A
+    # 5e-4 is almost no decay there (docs/recipe_mismatch_log.md, "adamw20 with AdamW among the search's moves"). A
     # move from AdamW to SGD/Adam starts from the coupled 5e-4 (moves.COUPLED_WEIGHT_DECAY);
     # SGD <-> Adam keep the decay, which means the same for both
     adamw_weight_decay: float = 1e-2
