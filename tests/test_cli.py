@@ -60,7 +60,6 @@ def test_run_dirs_follow_mia_outputs(tmp_path):
     assert "shadow.count=0" in (run_dir / ".hydra" / "overrides.yaml").read_text()
 
 
-
 @pytest.mark.parametrize("recipe", sorted(p.stem for p in (Path(CONFIG_DIR) / "task" / "train").glob("*.yaml")))
 def test_every_shipped_target_recipe_composes_validates_and_is_in_the_study(recipe):
     """A shipped recipe with a typo (a scheduler "None", a misspelt knob) would fail only hours
