@@ -22,7 +22,7 @@ from torch import Tensor
 
 from mia_lightning.errors import MiaError
 from mia_lightning.io.safe_load import safe_torch_load
-from mia_lightning.metrics.bootstrap import LEVEL, METRICS, bootstrap, percentile_interval
+from mia_lightning.metrics.bootstrap import METRICS, bootstrap, ratio_interval
 from mia_lightning.metrics.roc import summarize
 from mia_lightning.task.load import read_truth
 
@@ -58,7 +58,7 @@ def paired_ratios(a: str, b: str, truth: str, resamples: int, seed: int) -> list
     lines = []
     for metric in HEADLINE:
         row = METRICS.index(metric)
-        low, high = percentile_interval(rep_a[row] / rep_b[row].clamp_min(1e-9), LEVEL).tolist()
+        low, high = ratio_interval(rep_a[row], rep_b[row]).tolist()
         ratio = point_a[metric] / max(point_b[metric], 1e-9)
         lines.append(f"{metric}: {point_a[metric]:.3f} / {point_b[metric]:.3f} = {ratio:.2f}x [{low:.2f}, {high:.2f}]")
     return lines

@@ -27,7 +27,7 @@ import torch
 
 from mia_lightning.errors import MiaError
 from mia_lightning.io.atomic import atomic_path, atomic_write_text
-from mia_lightning.metrics.bootstrap import LEVEL, percentile_interval
+from mia_lightning.metrics.bootstrap import ratio_interval
 from mia_lightning.report.compare import read_bootstrap
 from mia_lightning.report.sweep import find_jobs
 
@@ -104,14 +104,14 @@ def replicates(row: dict[str, Any], attack: str, metric: str) -> torch.Tensor | 
 
 
 def paired_ratio(auto: dict[str, Any], oracle: dict[str, Any], metric: str) -> list[float] | None:
-    """The LEVEL interval of auto's calibrated / the oracle's uncalibrated metric over shared resamples."""
+    """The 95% (bootstrap.LEVEL) interval of auto's calibrated / the oracle's uncalibrated metric over shared resamples."""
     if auto.get("pairing") is None or auto.get("pairing") != oracle.get("pairing"):
         return None
     ours = replicates(auto, auto["calibrated_attack"], metric)
     theirs = replicates(oracle, oracle["uncalibrated_attack"], metric)
     if ours is None or theirs is None or ours.shape != theirs.shape:
         return None
-    return [float(v) for v in percentile_interval(ours / theirs.clamp_min(1e-9), LEVEL)]
+    return [float(v) for v in ratio_interval(ours, theirs)]
 
 
 def bar_pair(auto: dict[str, Any] | None, oracle: dict[str, Any] | None) -> bool:

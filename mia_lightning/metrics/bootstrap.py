@@ -88,6 +88,12 @@ def percentile_interval(replicates: Tensor, level: float = LEVEL) -> Tensor:
     return torch.quantile(replicates, q, dim=-1).movedim(0, -1)
 
 
+def ratio_interval(numerator: Tensor, denominator: Tensor, level: float = LEVEL) -> Tensor:
+    """[2]: the paired interval of a ratio of two runs' metric, resample by resample (both
+    scored on the same resamples; a resample whose denominator is 0 counts as 1e-9)."""
+    return percentile_interval(numerator / denominator.clamp_min(1e-9), level)
+
+
 def intervals(replicates: Tensor, names: list[str], negatives: int,
               level: float = LEVEL) -> dict[str, dict[str, list[float] | None]]:
     """{attack: {metric: [low, high] or None (not measurable)}} from replicates [M, metrics, B]."""
