@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
+from mia_lightning.app import CONFIG_DIR
 from mia_lightning.errors import MiaError
 from mia_lightning.io.atomic import atomic_path, atomic_write_text
 from mia_lightning.metrics.bootstrap import ratio_interval
@@ -42,6 +44,13 @@ MODES = ("given", "oracle", "auto")
 def best(attacks: dict[str, dict[str, float]], names: tuple[str, ...]) -> tuple[str, dict[str, float]] | None:
     present = [(name, attacks[name]) for name in names if name in attacks]
     return max(present, key=lambda item: (item[1]["tpr@0.05"], item[1]["auc"])) if present else None
+
+
+def study_targets() -> list[str]:
+    """The target recipes in the order the shipped study sweeps them (its row order here), read
+    from conf/experiment/study_recipe_mismatch.yaml so that a recipe added there needs no edit here."""
+    sweep = OmegaConf.load(Path(CONFIG_DIR) / "experiment" / "study_recipe_mismatch.yaml")
+    return [name.strip() for name in str(sweep.hydra.sweeper.params["+task/train"]).split(",")]
 
 
 def rows(root: Path) -> list[dict[str, Any]]:
@@ -70,7 +79,7 @@ def rows(root: Path) -> list[dict[str, Any]]:
         row.update({f"submitted_{k}": submitted[k] for k in ("tpr@0.05", "tpr@0.01", "auc") if k in submitted})
         row["warnings"] = len(job.metrics.get("warnings", []))
         out.append(row)
-    order = {name: i for i, name in enumerate(("sgd30", "adam15", "augment60", "wd5e-3", "smooth", "short10", "adamw20", "const256"))}
+    order = {name: i for i, name in enumerate(study_targets())}
     return sorted(out, key=lambda r: (order.get(r["target"], 99), r["target"], MODES.index(r["mode"])))
 
 

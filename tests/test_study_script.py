@@ -82,3 +82,20 @@ def test_the_study_table_compares_auto_plus_calibrated_with_the_oracle(tmp_path)
     assert cells[8] == "ensemble: 0.350 / 0.250 / 0.760"  # what the auto run submitted (chosen on pub)
     assert (tmp_path / "out" / "study_recipe_mismatch.png").stat().st_size > 1000
     assert not list((tmp_path / "out").glob(".tmp-*"))
+
+
+def test_rows_follow_the_shipped_sweep_order_with_unlisted_targets_last(tmp_path):
+    """Row order comes from conf/experiment/study_recipe_mismatch.yaml (not a copy of its list):
+    jobs written in another order, and a target recipe the study does not list, sort as it says."""
+    from omegaconf import OmegaConf
+
+    from mia_lightning.app import CONFIG_DIR
+
+    shipped = OmegaConf.load(Path(CONFIG_DIR) / "experiment" / "study_recipe_mismatch.yaml")
+    listed = str(shipped.hydra.sweeper.params["+task/train"]).split(",")
+    sweep = tmp_path / "sweep"
+    for i, target in enumerate(["zz_unlisted", *reversed(listed)]):
+        job(sweep, f"{i}_oracle", [f"+task/train={target}", "shadow.recipe=oracle"], {"base": (0.2, 0.1, 0.7)})
+    run_script(sweep, tmp_path / "out")
+    table = (tmp_path / "out" / "study_recipe_mismatch.md").read_text().splitlines()[2:]
+    assert [line.split("|")[1].strip() for line in table] == [*listed, "zz_unlisted"]
