@@ -32,11 +32,17 @@ data:
 demo: install data
 	$(VENV)/bin/mia
 
+# The suite in parallel (pytest-xdist): one worker per CPU core, at most TEST_WORKERS_MAX (each
+# worker builds its own session fixtures and loads torch), one torch thread each, so that
+# workers do not fight over cores. On 2 cores: 8 min 35 s against 13 min 7 s serially.
+TEST_WORKERS_MAX ?= 4
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n auto --maxprocesses=$(TEST_WORKERS_MAX)
+
 test: install data
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-fast: install
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The cluster path on a real one-node SLURM (root; installs slurm-wlm, munge & co. from apt
 # when missing): starts the daemons, runs tests/slurm, always stops them. 2-6 min (2 on
