@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -288,8 +289,8 @@ class KnownObjective(RecipeSearch):
     makes the first round's best move a dead end (as heavier weight decay and Adam stand in for
     each other on real targets). No pilots are trained; only the choice of moves is tested."""
 
-    def __init__(self, settings: SearchConfig, hidden: TrainRecipe, pool=None) -> None:
-        self.settings, self.hidden, self.evaluated = settings, hidden, {}
+    def __init__(self, settings: SearchConfig, hidden: TrainRecipe, pool=None, decoy: float = 2.5) -> None:
+        self.settings, self.hidden, self.evaluated, self.decoy = settings, hidden, {}, decoy
         self.pool, self.pretrained = pool, {}
         self.job_for = lambda recipe: SimpleNamespace(store=SimpleNamespace(is_done=lambda index: True))
 
@@ -301,7 +302,7 @@ class KnownObjective(RecipeSearch):
                         + abs(math.log10(recipe.optimizer.weight_decay / h.optimizer.weight_decay))
                         + abs(math.log(recipe.optimizer.lr / h.optimizer.lr, 3)) * (recipe.optimizer.name == h.optimizer.name))
             trap = recipe.optimizer.name == "sgd" and recipe.epochs == 30 and 4e-3 < recipe.optimizer.weight_decay < 6e-3
-            decoy = 2.5 if trap else 0.0  # a local minimum (0.5) one move from the start, better than adam's 1
+            decoy = self.decoy if trap else 0.0  # a local minimum (0.5) one move from the start, better than adam's 1
             self.evaluated[key] = Candidate(move, round_, step, recipe, "", {"distribution": distance - decoy}, [], 0.0)
         return self.evaluated[key]
 
@@ -318,7 +319,7 @@ def test_the_beam_reaches_a_recipe_that_plain_descent_misses():
     beam = KnownObjective(SearchConfig(beam=2, knobs=knobs), ADAM15).run(TrainRecipe())
     assert descent.chosen.recipe.optimizer.name == "sgd"  # followed the decoy: heavy weight decay
     assert beam.chosen.recipe == ADAM15, describe(beam.chosen.recipe)
-    assert len(beam.candidates) <= SearchConfig().max_candidates + SearchConfig().refine
+    assert len(beam.candidates) <= SearchConfig().max_candidates + SearchConfig().beam * SearchConfig().refine
 
 
 def test_a_round_without_progress_shrinks_the_step_and_lands_between_grid_points():
@@ -343,6 +344,28 @@ def test_a_search_whose_budget_ends_on_the_coarse_grid_still_refines_the_best_be
     assert min(c.step for c in fine.candidates) == SearchConfig().min_step
     assert len(fine.candidates) == len(KnownObjective(SearchConfig(knobs=["epochs"], rounds=8, refine=0),
                                                       hidden).run(TrainRecipe()).candidates)
+
+
+def test_the_last_round_also_refines_a_runner_up_about_as_close_on_another_branch():
+    """adamw20 at seed=1: the budget ended with SGD + weight decay 5e-3 first and Adam second,
+    a pilot's noise apart, and only the first was refined. Here the decoy (SGD, wd 5e-3, 30
+    epochs: 0.4) leads after round 2, Adam at 15 epochs (0.485) is next, and the hidden
+    recipe (Adam, 21 epochs) lies between the grid's points on the runner-up's branch."""
+    knobs = ["optimizer", "epochs", "weight_decay"]
+    hidden = with_changes(TrainRecipe(), {"epochs": 21, "optimizer": {"name": "adam", "lr": 1e-3}}, "hidden")
+    budget = SearchConfig(knobs=knobs, max_candidates=13)  # rounds 1 and 2 (6 + 7 candidates), then the last
+    alone = KnownObjective(replace(budget, refine_within=1.0), hidden, decoy=2.115).run(TrainRecipe())
+    assert alone.chosen.recipe.optimizer.name == "sgd" and alone.chosen.recipe.optimizer.weight_decay == 5e-3
+    both = KnownObjective(budget, hidden, decoy=2.115).run(TrainRecipe())
+    assert both.chosen.recipe == hidden, describe(both.chosen.recipe)
+    last = [c for c in both.candidates if c.round == 3]
+    assert {c.recipe.optimizer.name for c in last} == {"sgd", "adam"} and len(last) == 8  # 4 numeric moves each
+    assert len([c for c in alone.candidates if c.round == 3]) == 4
+    # a runner-up beyond refine_within of the best is not refined: the first test's decoy (0.015 against 0.485)
+    far = KnownObjective(budget, hidden).run(TrainRecipe())
+    assert {c.recipe.optimizer.name for c in far.candidates if c.round == 3} == {"sgd"}
+    with pytest.raises(MiaError, match="shadow.search.refine_within"):
+        SearchConfig(refine_within=0.5).validate()
 
 
 class BatchRecorder:

@@ -56,6 +56,11 @@ class SearchConfig:
     # so a search whose budget went to the coarse grid still looks between its points (0: off).
     # Skipped when the search already reached min_step. 6: every numeric move of one recipe
     refine: int = 6
+    # that last round also refines each other of the `beam` best recipes (up to `refine` moves
+    # each) whose score is at most this many times the best's, so a runner-up on another branch
+    # within a pilot's noise gets the same chance (adamw20 at seed=1, docs/recipe_mismatch_log.md).
+    # 2: as mix_within, the recipes that could share the shadow set; 1: the best alone (unless tied)
+    refine_within: float = 2.0
     # then the `finalists` best candidates are scored again on `finalist_pilots` pilots each
     # (shadows 0..n-1 of their entry; 2: a complementary pair) and the best mean is chosen: one
     # pilot's score is mostly its seed (README "The recipe search"). finalists=1: off
@@ -85,6 +90,7 @@ class SearchConfig:
         at_least(self.rounds, 1, f"{key}.rounds")
         at_least(self.max_candidates, 1, f"{key}.max_candidates")
         at_least(self.refine, 0, f"{key}.refine")
+        at_least(self.refine_within, 1, f"{key}.refine_within")
         at_least(self.finalists, 1, f"{key}.finalists")
         at_least(self.finalist_pilots, 1, f"{key}.finalist_pilots")
         at_least(self.beam, 1, f"{key}.beam")

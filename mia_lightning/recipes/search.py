@@ -9,8 +9,8 @@ the runner-up leads to it; expanding both costs one more round's moves, not a re
 A round in which nothing beats the best shrinks the numeric steps (`shrink`: lr, epochs
 and weight decay move by their factors to the power `step`), so the search can settle
 between grid points; the round limit, the candidate budget or a step below `min_step`
-ends it; then `refine` more candidates, the best's numeric moves at the next smaller step,
-are the last round, and the `finalists` best are scored again on more pilots before the
+ends it; then `refine` more candidates, the best's numeric moves at the next smaller step
+(and as many for each other beam member within `refine_within` of it), are the last round, and the `finalists` best are scored again on more pilots before the
 choice. A round's candidates are all listed before any is scored, so with
 `shadow.search.workers` > 1 their pilots train side by side (recipes/parallel.py) and are
 then scored in the same order as without. Without workers, a candidate whose pilots
@@ -166,13 +166,28 @@ class RecipeSearch:
     def _refine(self, best: Candidate, step: float, round_: int) -> Candidate:
         """The last round, beyond `max_candidates`: at most `refine` numeric moves of the best
         recipe at the next smaller step, which a budget spent on the coarse grid never reaches
-        (a real target's recipe lies between its points: 10 epochs between 8 and 15)."""
+        (a real target's recipe lies between its points: 10 epochs between 8 and 15), and as
+        many of each other beam member about as close (`_refine_parents`)."""
         if step < self.settings.min_step - 1e-9:
             return best
-        listed = [(move, recipe) for move, recipe in moves(best.recipe, self.settings, step)
-                  if self._key(recipe) not in self.evaluated][: self.settings.refine]
+        listed: list[tuple[str, TrainRecipe]] = []
+        for parent in self._refine_parents(best):
+            keys = {self._key(recipe) for _, recipe in listed}
+            listed += [(move, recipe) for move, recipe in moves(parent.recipe, self.settings, step)
+                       if self._key(recipe) not in self.evaluated and self._key(recipe) not in keys][: self.settings.refine]
         self._pretrain([recipe for _, recipe in listed])
         return self._score_listed(listed, round_, step, best)
+
+    def _refine_parents(self, best: Candidate) -> list[Candidate]:
+        """The best, then the next of the `beam` best whose score is within `refine_within` times
+        the best's. Why: the budget can end a round after a runner-up on another branch came
+        within a pilot's noise of the best (adamw20 at seed=1: SGD with weight decay 5e-3 and
+        flips 0.091, Adam with flips 0.122, one pilot each, spread 0.024), and refining the best
+        alone then settles the choice by one pilot's seed (docs/recipe_mismatch_log.md)."""
+        limit = self.score(best) + (self.settings.refine_within - 1) * abs(self.score(best))
+        ranked = sorted(self.evaluated.values(), key=self.score)  # stable: ties keep the listed order
+        close = [c for c in ranked if c is not best and self.score(c) <= limit + 1e-12]
+        return [best, *close[: self.settings.beam - 1]]
 
     def _score_listed(self, listed: list[tuple[str, TrainRecipe]], round_: int, step: float,
                       best: Candidate) -> Candidate:
