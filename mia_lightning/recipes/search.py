@@ -10,10 +10,11 @@ A round in which nothing beats the best shrinks the numeric steps (`shrink`: lr,
 and weight decay move by their factors to the power `step`), so the search can settle
 between grid points; the round limit, the candidate budget or a step below `min_step`
 ends it; then `refine` more candidates, the best's numeric moves at the next smaller step
-(and as many for each other beam member within `refine_within` of it), are the last round, and the `finalists` best are scored again on more pilots before the
-choice. A round's candidates are all listed before any is scored, so with
-`shadow.search.workers` > 1 their pilots train side by side (recipes/parallel.py) and are
-then scored in the same order as without. Without workers, a candidate whose pilots
+(and as many for each other beam member within `refine_within` of it), are the last round,
+and the `finalists` best are scored again on more pilots before the choice. A round's
+candidates are all listed before any is scored, so with `shadow.search.workers` > 1 their
+pilots train side by side (recipes/parallel.py) and are then scored in the same order as
+without. Without workers, a candidate whose pilots
 another process is training (a second search on the same store) is scored after the
 round's free ones, and recorded in listed order all the same. A candidate's
 pilots are shadows 0 (and 1) of its recipe's ordinary store entry, so the chosen
@@ -127,8 +128,8 @@ class RecipeSearch:
     def _report(self, candidate: Candidate, best: Candidate) -> None:
         pilot = candidate.pilots[0] if candidate.pilots else {}
         log.info("recipe search [%d/%d] round %d, %s: %s %.4f (best %.4f) | pilot train acc %.3f test acc %.3f | %.0f s",
-                 len(self.evaluated), self.settings.max_candidates + self.settings.refine, candidate.round, candidate.move
-                 + (f" (step {candidate.step:g})" if candidate.step < 1 else ""),
+                 len(self.evaluated), self.settings.max_candidates + self.settings.beam * self.settings.refine,
+                 candidate.round, candidate.move + (f" (step {candidate.step:g})" if candidate.step < 1 else ""),
                  self.settings.match, self.score(candidate), self.score(best), pilot.get("train_acc", float("nan")),
                  pilot.get("test_acc", float("nan")), candidate.seconds)
 
@@ -172,9 +173,9 @@ class RecipeSearch:
             return best
         listed: list[tuple[str, TrainRecipe]] = []
         for parent in self._refine_parents(best):
-            keys = {self._key(recipe) for _, recipe in listed}
+            taken = set(self.evaluated) | {self._key(recipe) for _, recipe in listed}
             listed += [(move, recipe) for move, recipe in moves(parent.recipe, self.settings, step)
-                       if self._key(recipe) not in self.evaluated and self._key(recipe) not in keys][: self.settings.refine]
+                       if self._key(recipe) not in taken][: self.settings.refine]
         self._pretrain([recipe for _, recipe in listed])
         return self._score_listed(listed, round_, step, best)
 
