@@ -14,11 +14,11 @@ ends it; then `refine` more candidates, the best's numeric moves at the next sma
 and the `finalists` best are scored again on more pilots before the choice. A round's
 candidates are all listed before any is scored, so with `shadow.search.workers` > 1 their
 pilots train side by side (recipes/parallel.py) and are then scored in the same order as
-without. Without workers, a candidate whose pilots
-another process is training (a second search on the same store) is scored after the
-round's free ones, and recorded in listed order all the same. A candidate's
-pilots are shadows 0 (and 1) of its recipe's ordinary store entry, so the chosen
-recipe's full shadow set keeps them, and a rerun or another job retrains nothing.
+without. Without workers, a candidate whose pilots another process is training (a second
+search on the same store) is scored after the round's free ones, and recorded in listed
+order all the same. A candidate's pilots are shadows 0 (and 1) of its recipe's ordinary
+store entry, so the chosen recipe's full shadow set keeps them, and a rerun or another job
+retrains nothing.
 priv's membership is never read: only pub's, through `pub_member`.
 """
 
