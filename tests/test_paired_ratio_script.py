@@ -64,3 +64,30 @@ def test_runs_on_other_points_or_a_missing_attack_are_one_line_exit_2(tmp_path):
         proc = run_script(a, b, "--truth", str(tmp_path / "truth.pt"))
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_split_pub_scores_the_public_points_against_their_own_membership_without_truth(tmp_path):
+    gen = torch.Generator().manual_seed(1)
+    pub, priv = 2000, 40
+    ids = torch.arange(pub + priv)
+    member = torch.rand(pub, generator=gen) < 0.5
+    strong = member.double() + torch.randn(pub, generator=gen, dtype=torch.float64)
+    weak = 0.5 * member.double() + torch.randn(pub, generator=gen, dtype=torch.float64)
+    filler = torch.zeros(priv, dtype=torch.float64)  # priv scores must not enter the pub figures
+    for run, scores in (("a", torch.cat([strong, filler + 9])), ("b", torch.cat([weak, filler - 9]))):
+        (tmp_path / run).mkdir()
+        is_pub = torch.arange(pub + priv) < pub
+        torch.save({"ids": ids, "is_pub": is_pub, "membership": torch.cat([member.long(), torch.full((priv,), -1)]),
+                    "attacks": ["lira"], "scores": scores.unsqueeze(1)}, tmp_path / run / "scores.pt")
+    proc = run_script(f"{tmp_path / 'a'}:lira", f"{tmp_path / 'b'}:lira", "--split", "pub",
+                      "--resamples", "200", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    point_a, point_b = summarize(strong, member), summarize(weak, member)
+    rep_a, rep_b = (bootstrap(s, member, resamples=200, seed=3)[0] for s in (strong, weak))
+    row = METRICS.index("tpr@0.05")
+    low, high = percentile_interval(rep_a[row] / rep_b[row].clamp_min(1e-9)).tolist()
+    assert proc.stdout.splitlines()[0] == (f"tpr@0.05: {point_a['tpr@0.05']:.3f} / {point_b['tpr@0.05']:.3f} = "
+                                           f"{point_a['tpr@0.05'] / point_b['tpr@0.05']:.2f}x [{low:.2f}, {high:.2f}]")
+    proc = run_script(f"{tmp_path / 'a'}:lira", f"{tmp_path / 'b'}:lira")  # priv, the default, needs the truth
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "--truth is required" in lines[0], proc.stderr
