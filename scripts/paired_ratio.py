@@ -26,9 +26,9 @@ import torch
 from torch import Tensor
 
 from mia_lightning.errors import MiaError
-from mia_lightning.io.safe_load import safe_torch_load
 from mia_lightning.metrics.bootstrap import METRICS, bootstrap, ratio_interval
 from mia_lightning.metrics.roc import summarize
+from mia_lightning.report.scores_file import read_scores_file
 from mia_lightning.task.load import read_truth
 
 HEADLINE = ("tpr@0.05", "tpr@0.01")
@@ -40,12 +40,10 @@ def split_scores(spec: str, split: str = "priv") -> tuple[Tensor, Tensor, Tensor
     run_dir, sep, attack = spec.rpartition(":")
     if not sep or not run_dir or not attack:
         raise MiaError(f"{spec}: expected RUN_DIR:ATTACK")
-    saved = safe_torch_load(Path(run_dir) / "scores.pt")
-    if attack not in saved["attacks"]:
-        raise MiaError(f"{run_dir}/scores.pt: no attack {attack!r} (it has {', '.join(saved['attacks'])})")
-    chosen = saved["is_pub"].bool() if split == "pub" else ~saved["is_pub"].bool()
-    column = saved["scores"][chosen, saved["attacks"].index(attack)].double()
-    return saved["ids"][chosen], column, saved["membership"][chosen]
+    saved = read_scores_file(Path(run_dir) / "scores.pt")
+    column = saved.column(attack)
+    chosen = saved.is_pub if split == "pub" else ~saved.is_pub
+    return saved.ids[chosen], column[chosen], saved.membership[chosen]
 
 
 def membership(truth_path: str, ids: Tensor) -> Tensor:

@@ -54,13 +54,21 @@ def test_the_ratio_and_its_interval_come_from_one_set_of_resamples_of_priv(tmp_p
     assert point_a["tpr@0.05"] > point_b["tpr@0.05"]  # the stronger attack's ratio is above 1
 
 
-def test_runs_on_other_points_or_a_missing_attack_are_one_line_exit_2(tmp_path):
+def test_runs_on_other_points_a_missing_attack_or_a_malformed_file_are_one_line_exit_2(tmp_path):
     ids = torch.arange(20)
     torch.save({"ids": ids[10:], "membership": torch.arange(10) % 2}, tmp_path / "truth.pt")
     scores_file(tmp_path / "a", ids, {"lira": torch.rand(20, dtype=torch.float64)}, 10)
     scores_file(tmp_path / "b", ids + 100, {"lira": torch.rand(20, dtype=torch.float64)}, 10)
+    (tmp_path / "old").mkdir()  # a scores.pt without is_pub / membership (hand-made, or another tool's)
+    torch.save({"ids": ids, "attacks": ["lira"], "scores": torch.rand(20, 1, dtype=torch.float64)},
+               tmp_path / "old" / "scores.pt")
+    (tmp_path / "short").mkdir()  # one membership entry missing
+    torch.save({"ids": ids, "is_pub": ids < 10, "membership": torch.zeros(19, dtype=torch.int8), "attacks": ["lira"],
+                "scores": torch.rand(20, 1, dtype=torch.float64)}, tmp_path / "short" / "scores.pt")
     for a, b, needle in ((f"{tmp_path / 'a'}:lira", f"{tmp_path / 'b'}:lira", "different private points"),
-                         (f"{tmp_path / 'a'}:rmia", f"{tmp_path / 'a'}:lira", "no attack 'rmia'")):
+                         (f"{tmp_path / 'a'}:rmia", f"{tmp_path / 'a'}:lira", "a/scores.pt: no attack 'rmia'"),
+                         (f"{tmp_path / 'old'}:lira", f"{tmp_path / 'a'}:lira", "old/scores.pt: not a scores file"),
+                         (f"{tmp_path / 'short'}:lira", f"{tmp_path / 'a'}:lira", "short/scores.pt: is_pub / membership")):
         proc = run_script(a, b, "--truth", str(tmp_path / "truth.pt"))
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -56,14 +57,43 @@ def write_scores(run_dir: str | os.PathLike, ids: Tensor, num_pub: int, pub_memb
     return csv_path, pt_path
 
 
+@dataclass(frozen=True)
+class ScoresFile:
+    """A checked scores.pt: every field the attack stage writes, shapes agreeing."""
+
+    path: Path
+    ids: Tensor  # int64 [N]
+    is_pub: Tensor  # bool [N]
+    membership: Tensor  # int8 [N]: pub's published label, -1 on priv
+    attacks: list[str]
+    scores: Tensor  # float64 [N, M]
+
+    def column(self, attack: str) -> Tensor:
+        """float64 [N]: one attack's scores, or a one-line error naming what the file has."""
+        if attack not in self.attacks:
+            raise MiaError(f"{self.path}: no attack {attack!r} (it has {', '.join(self.attacks)})")
+        return self.scores[:, self.attacks.index(attack)].double()
+
+
+def read_scores_file(path: str | os.PathLike) -> ScoresFile:
+    """Load a scores.pt (restricted unpickler) and check its fields, so a truncated, foreign or
+    hand-edited file gives one line naming it rather than a traceback in the reader."""
+    obj = safe_torch_load(path)
+    fields = ("ids", "is_pub", "membership", "attacks", "scores")
+    if not (isinstance(obj, dict) and all(key in obj for key in fields) and isinstance(obj["attacks"], list)
+            and all(isinstance(obj[key], Tensor) for key in ("ids", "is_pub", "membership", "scores"))):
+        raise MiaError(f"{path}: not a scores file (expected {', '.join(fields)})")
+    ids, table, names = obj["ids"], obj["scores"], obj["attacks"]
+    if table.dim() != 2 or table.shape != (ids.numel(), len(names)):
+        raise MiaError(f"{path}: scores have shape {list(table.shape)} for {ids.numel()} ids and "
+                       f"{len(names)} attacks")
+    if obj["is_pub"].shape != ids.shape or obj["membership"].shape != ids.shape:
+        raise MiaError(f"{path}: is_pub / membership do not have one entry per id ({ids.numel()})")
+    return ScoresFile(path=Path(path), ids=ids, is_pub=obj["is_pub"].bool(), membership=obj["membership"], attacks=names,
+                      scores=table)
+
+
 def read_scores(path: str | os.PathLike) -> dict[str, Tensor]:
     """{attack: float64 [N]} plus "ids" from a scores.pt, checked."""
-    obj = safe_torch_load(path)
-    if not (isinstance(obj, dict) and isinstance(obj.get("attacks"), list) and isinstance(obj.get("scores"), Tensor)
-            and isinstance(obj.get("ids"), Tensor)):
-        raise MiaError(f"{path}: not a scores file (expected ids, attacks, scores)")
-    table, names = obj["scores"], obj["attacks"]
-    if table.dim() != 2 or table.shape != (obj["ids"].numel(), len(names)):
-        raise MiaError(f"{path}: scores have shape {list(table.shape)} for {obj['ids'].numel()} ids and "
-                       f"{len(names)} attacks")
-    return {"ids": obj["ids"], **{name: table[:, i] for i, name in enumerate(names)}}
+    saved = read_scores_file(path)
+    return {"ids": saved.ids, **{name: saved.scores[:, i] for i, name in enumerate(saved.attacks)}}
