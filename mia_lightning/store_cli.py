@@ -1,7 +1,9 @@
-"""`mia-store`: bring shadows trained elsewhere into the store, or hand mia's shadows to other tools.
+"""`mia-store`: bring shadows trained elsewhere into the store, hand mia's shadows to other tools,
+or free the disk that finished shadows no longer need.
 
     mia-store import --format lira DIR --name NAME [--queries identity,mirror] [mia overrides ...]
     mia-store export --format lira DIR [mia overrides ...]
+    mia-store prune STORE_ROOT [--dry-run]
 
 The overrides are ordinary `mia` ones (`task=...`, `shadow.count=16`, `store.entry=...`):
 they say which task (and, for export, which store entry) is meant. Import reads DIR in the
@@ -11,7 +13,8 @@ them), checks it against the task and writes the entry `imported-NAME`; then
 `mia store.entry=NAME ...` attacks with it. Export writes `DIR/shadows/experiment-NNN/`
 (the directory to give lira-pytorch's `--savedir`), plus `DIR/target/logits.npy`,
 `DIR/ids.npy`, `DIR/labels.npy`, `DIR/membership.npy` (pub's labels, -1 for priv) and
-`DIR/queries.txt`, so an export imports back as the same shadows.
+`DIR/queries.txt`, so an export imports back as the same shadows. Prune deletes the resume
+checkpoint (`checkpoints/last.ckpt`) of every finished model in a store (shadows/prune.py).
 """
 
 from __future__ import annotations
@@ -111,13 +114,15 @@ def export_lira(target: Path, overrides: list[str]) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mia-store", description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("import", "export"))
-    parser.add_argument("dir", type=Path, help="the LiRA-layout directory to read (import) or write (export)")
+    parser.add_argument("action", choices=("import", "export", "prune"))
+    parser.add_argument("dir", type=Path, help="the LiRA-layout directory to read (import) or write (export); "
+                        "prune: the store's root")
     parser.add_argument("--format", default="lira", choices=("lira",), help="the layout (lira: keep.npy + logits.npy)")
     parser.add_argument("--name", default=None, help="import: the entry's name, used as store.entry=NAME")
     parser.add_argument("--queries", default=None, help="import: comma-separated mia query names of the A logits "
                         "columns (default: queries.txt, else identity / identity,mirror)")
     parser.add_argument("--replace", action="store_true", help="import: replace an entry of the same name")
+    parser.add_argument("--dry-run", action="store_true", help="prune: list what would go, delete nothing")
     parser.add_argument("overrides", nargs="*", help="mia config overrides (task=..., store.root=..., ...)")
     args = parser.parse_intermixed_args(argv)  # options may follow the overrides, and the reverse
     try:
@@ -128,6 +133,12 @@ def main(argv: list[str] | None = None) -> None:
             where = import_lira(args.dir, args.name, queries, args.overrides, args.replace)
             same = "".join(f" {shlex.quote(o)}" for o in args.overrides)  # the entry belongs to this task and store
             print(f"imported {args.dir} as {where}; attack it with: mia store.entry={args.name} stage=attacks{same}")
+        elif args.action == "prune":
+            if args.overrides:
+                raise MiaError(f"mia-store prune takes the store's root alone, not overrides ({args.overrides[0]})")
+            from mia_lightning.shadows.prune import prune_store
+
+            print(prune_store(args.dir, args.dry_run).line(args.dir, args.dry_run))
         else:
             where = export_lira(args.dir, args.overrides)
             print(f"exported to {where} (LiRA tools: --savedir {where / 'shadows'})")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, fresh_store, make_cfg
+from conftest import TINY, fit_starts, fresh_store, make_cfg
 from mia_lightning.errors import MiaError
 from mia_lightning.io.safe_load import safe_torch_load
 from mia_lightning.pipeline import open_run, run_pipeline
@@ -200,3 +200,51 @@ def test_imported_entries_refuse_what_they_cannot_give(scored, tmp_path):
     with pytest.raises(MiaError, match="holds 2 shadows; set shadow.count"):
         run_pipeline(make_cfg(*TINY, *FAST, f"store.root={scored}", "stage=attacks", "store.entry=one_query",
                               "attack.queries=[identity]", "shadow.count=4"), tmp_path / "run")
+
+
+def _link_big_files(source: str, target: str) -> None:
+    """copytree's copy: weights and checkpoints hard-linked (a removal here leaves the original),
+    small files (history.jsonl, done) copied."""
+    import os
+
+    if os.path.getsize(source) > 1_000_000:
+        os.link(source, target)
+    else:
+        shutil.copy2(source, target)
+
+
+def test_prune_removes_only_finished_resume_checkpoints_and_the_store_still_serves(scored, tmp_path, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(scored, store, copy_function=_link_big_files, ignore=shutil.ignore_patterns("run", "imported-*"))
+    shadows = sorted(store.glob("*/*/shadow_*"))
+    assert len(shadows) == 2 and all((s / "checkpoints" / "last.ckpt").is_file() for s in shadows)
+    (target_checkpoint,) = store.glob("tasks/*/target/checkpoints/last.ckpt")
+    unfinished = shadows[1]
+    (unfinished / "done").rename(unfinished / "done.away")  # as if killed after its last epoch
+    sizes = sum(s.stat().st_size for s in (shadows[0] / "checkpoints" / "last.ckpt", target_checkpoint))
+
+    store_cli.main(["prune", str(store), "--dry-run"])
+    assert capsys.readouterr().out.strip() == (f"would remove 2 resume checkpoints of finished models under {store} "
+                                               f"({sizes / 1e9:.2f} GB); kept 1 of unfinished ones")
+    assert (shadows[0] / "checkpoints" / "last.ckpt").is_file() and target_checkpoint.is_file()
+    store_cli.main(["prune", str(store)])
+    assert capsys.readouterr().out.startswith("removed 2 resume checkpoints")
+    assert not (shadows[0] / "checkpoints").exists() and not target_checkpoint.exists()
+    assert (unfinished / "checkpoints" / "last.ckpt").is_file()  # its resume point stays
+    assert (shadows[0] / "weights.pt").is_file() and (shadows[0] / "logits.pt").is_file()
+    assert all((scored / s.relative_to(store) / "checkpoints" / "last.ckpt").is_file() for s in shadows)  # the originals
+
+    (unfinished / "done.away").rename(unfinished / "done")
+    starts = [len(fit_starts(s)) for s in shadows]
+    run_pipeline(make_cfg(*TINY, *FAST, f"store.root={store}", "attack.names=[lira_online,rmia]"), tmp_path / "run")
+    assert [len(fit_starts(s)) for s in shadows] == starts  # nothing retrained
+    before, after = read_scores(scored / "run" / "scores.pt"), read_scores(tmp_path / "run" / "scores.pt")
+    for name in ("lira_online", "rmia"):
+        assert torch.equal(before[name], after[name]), name
+
+    for argv, message in ((["prune", str(tmp_path / "nowhere")], "nowhere: not a directory"),
+                          (["prune", str(store), "task=tml25"], "takes the store's root alone")):
+        with pytest.raises(SystemExit) as exit_info:
+            store_cli.main(argv)
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in error and error.count("\n") == 1
