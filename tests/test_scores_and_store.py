@@ -225,7 +225,7 @@ def test_prune_removes_only_finished_resume_checkpoints_and_the_store_still_serv
 
     store_cli.main(["prune", str(store), "--dry-run"])
     assert capsys.readouterr().out.strip() == (f"would remove 2 resume checkpoints of finished models under {store} "
-                                               f"({sizes / 1e9:.2f} GB); kept 1 of unfinished ones")
+                                               f"({sizes / 1e9:.2f} GB); kept 1 of unfinished models")
     assert (shadows[0] / "checkpoints" / "last.ckpt").is_file() and target_checkpoint.is_file()
     store_cli.main(["prune", str(store)])
     assert capsys.readouterr().out.startswith("removed 2 resume checkpoints")

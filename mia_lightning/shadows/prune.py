@@ -35,7 +35,7 @@ class PruneReport:
     def line(self, root: Path, dry_run: bool) -> str:
         verb = "would remove" if dry_run else "removed"
         return (f"{verb} {len(self.finished)} resume checkpoints of finished models under {root} "
-                f"({self.bytes / 1e9:.2f} GB); kept {len(self.unfinished)} of unfinished ones")
+                f"({self.bytes / 1e9:.2f} GB); kept {len(self.unfinished)} of unfinished models")
 
 
 def _marker(checkpoint: Path, pattern: str) -> Path:
