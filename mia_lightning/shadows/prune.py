@@ -20,10 +20,12 @@ from mia_lightning.errors import MiaError
 from mia_lightning.shadows.store import DONE
 from mia_lightning.training.fit import LAST_CHECKPOINT
 
-# <root>/<task-fingerprint>/<entry>/shadow_NNN/checkpoints/last.ckpt, done beside checkpoints/
-SHADOW_CHECKPOINTS = f"*/*/shadow_*/{LAST_CHECKPOINT.as_posix()}"
-# <root>/tasks/<name>/target/checkpoints/last.ckpt, done in tasks/<name>/
-TARGET_CHECKPOINTS = f"tasks/*/target/{LAST_CHECKPOINT.as_posix()}"
+# Where the resume checkpoints lie under a store's root, and how many folders above the
+# checkpoint's own the model's `done` marker lies.
+CHECKPOINTS_AND_MARKERS = (
+    (f"*/*/shadow_*/{LAST_CHECKPOINT.as_posix()}", 1),  # <fingerprint>/<entry>/shadow_NNN/done
+    (f"tasks/*/target/{LAST_CHECKPOINT.as_posix()}", 2),  # tasks/<name>/done
+)
 
 
 @dataclass
@@ -38,20 +40,14 @@ class PruneReport:
                 f"({self.bytes / 1e9:.2f} GB); kept {len(self.unfinished)} of unfinished models")
 
 
-def _marker(checkpoint: Path, pattern: str) -> Path:
-    """The `done` file that says the model of `checkpoint` is finished."""
-    model_dir = checkpoint.parent.parent  # shadow_NNN/ or tasks/<name>/target/
-    return (model_dir if pattern == SHADOW_CHECKPOINTS else model_dir.parent) / DONE
-
-
 def prune_store(root: Path, dry_run: bool = False) -> PruneReport:
     """Remove (or, with `dry_run`, list) `last.ckpt` of every finished model under the store `root`."""
     if not root.is_dir():
         raise MiaError(f"{root}: not a directory (give the store's root: store.root, or $MIA_STORE)")
     report = PruneReport()
-    for pattern in (SHADOW_CHECKPOINTS, TARGET_CHECKPOINTS):
+    for pattern, marker_up in CHECKPOINTS_AND_MARKERS:
         for checkpoint in sorted(root.glob(pattern)):
-            if not _marker(checkpoint, pattern).is_file():
+            if not (checkpoint.parents[marker_up] / DONE).is_file():
                 report.unfinished.append(checkpoint)
                 continue
             report.finished.append(checkpoint)
